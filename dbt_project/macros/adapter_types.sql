@@ -1,0 +1,141 @@
+{#- Cross-adapter differences live here and only here (adapter.dispatch). -#}
+
+{#- Exact integer type for windowed sums of x^k * Y (features.md item 5). -#}
+{% macro bqx_exact_int() -%}
+    {{ return(adapter.dispatch('bqx_exact_int', 'bqx')()) }}
+{%- endmacro %}
+{% macro default__bqx_exact_int() -%}numeric{%- endmacro %}
+{% macro duckdb__bqx_exact_int() -%}hugeint{%- endmacro %}
+
+{#- 64-bit float. -#}
+{% macro bqx_double() -%}
+    {{ return(adapter.dispatch('bqx_double', 'bqx')()) }}
+{%- endmacro %}
+{% macro default__bqx_double() -%}double precision{%- endmacro %}
+{% macro duckdb__bqx_double() -%}double{%- endmacro %}
+
+{#- Type in which float inputs of moving (windowed) sums are accumulated:
+    PostgreSQL's float8 window sums restart every frame (O(w) per row), its
+    numeric ones subtract the leaving row (O(1)); DuckDB's are segment
+    trees either way. -#}
+{% macro bqx_wsum_type() -%}
+    {{ return(adapter.dispatch('bqx_wsum_type', 'bqx')()) }}
+{%- endmacro %}
+{% macro default__bqx_wsum_type() -%}numeric{%- endmacro %}
+{% macro duckdb__bqx_wsum_type() -%}double{%- endmacro %}
+
+{#- Whole minutes from timestamptz `start_expr` to `end_expr`. -#}
+{% macro bqx_minutes_between(start_expr, end_expr) -%}
+    {{ return(adapter.dispatch('bqx_minutes_between', 'bqx')(start_expr, end_expr)) }}
+{%- endmacro %}
+{% macro default__bqx_minutes_between(start_expr, end_expr) -%}
+    cast(round(extract(epoch from ({{ end_expr }}) - ({{ start_expr }})) / 60) as bigint)
+{%- endmacro %}
+{% macro duckdb__bqx_minutes_between(start_expr, end_expr) -%}
+    cast(round((epoch({{ end_expr }}) - epoch({{ start_expr }})) / 60) as bigint)
+{%- endmacro %}
+
+{#- timestamptz -> naive local wall time in zone `tz`. -#}
+{% macro bqx_local_time(ts_expr, tz) -%}
+    ({{ ts_expr }} at time zone '{{ tz }}')
+{%- endmacro %}
+
+{#- naive wall time in zone `tz` -> timestamptz. -#}
+{% macro bqx_from_local_time(ts_expr, tz) -%}
+    ({{ ts_expr }} at time zone '{{ tz }}')
+{%- endmacro %}
+
+{#- Windowed max / min over the last `w` rows (ordered by bar_n within pair).
+    DuckDB: native frames (segment tree). PostgreSQL restarts max/min for
+    every frame (O(w) per row), so it gets a doubling table in
+    `bqx_window_extrema_ctes` instead. -#}
+{% macro bqx_window_extrema_ctes(source_cte, windows) -%}
+    {{ return(adapter.dispatch('bqx_window_extrema_ctes', 'bqx')(source_cte, windows)) }}
+{%- endmacro %}
+
+{% macro duckdb__bqx_window_extrema_ctes(source_cte, windows) -%}
+extrema as (
+    select
+        *,
+        {% for w in windows -%}
+        max(high_price) over (
+            partition by pair order by bar_n rows between {{ w - 1 }} preceding and current row
+        ) as max_high_{{ w }},
+        min(low_price) over (
+            partition by pair order by bar_n rows between {{ w - 1 }} preceding and current row
+        ) as min_low_{{ w }},
+        {% endfor -%}
+        1 as _one
+    from {{ source_cte }}
+)
+{%- endmacro %}
+
+{% macro default__bqx_window_extrema_ctes(source_cte, windows) -%}
+{#- level k holds max/min over the 2^k rows ending at the row. -#}
+{%- set top = [] -%}
+{%- for w in windows -%}
+    {%- set ns = namespace(k=0) -%}
+    {%- for k in range(0, 20) -%}{%- if 2 ** k <= w -%}{%- set ns.k = k -%}{%- endif -%}{%- endfor -%}
+    {%- do top.append(ns.k) -%}
+{%- endfor -%}
+{%- set kmax = top | max -%}
+doubling_0 as (
+    select *, high_price as hi_0, low_price as lo_0 from {{ source_cte }}
+),
+{% for k in range(1, kmax + 1) -%}
+doubling_{{ k }} as (
+    select
+        *,
+        greatest(hi_{{ k - 1 }}, lag(hi_{{ k - 1 }}, {{ 2 ** (k - 1) }}) over w_pair) as hi_{{ k }},
+        least(lo_{{ k - 1 }}, lag(lo_{{ k - 1 }}, {{ 2 ** (k - 1) }}) over w_pair) as lo_{{ k }}
+    from doubling_{{ k - 1 }}
+    window w_pair as (partition by pair order by bar_n)
+),
+{% endfor -%}
+extrema as (
+    select
+        *,
+        {% for w in windows -%}
+        {%- set k = top[loop.index0] -%}
+        {%- if 2 ** k == w -%}
+        hi_{{ k }} as max_high_{{ w }},
+        lo_{{ k }} as min_low_{{ w }},
+        {%- else -%}
+        greatest(hi_{{ k }}, lag(hi_{{ k }}, {{ w - 2 ** k }}) over w_pair) as max_high_{{ w }},
+        least(lo_{{ k }}, lag(lo_{{ k }}, {{ w - 2 ** k }}) over w_pair) as min_low_{{ w }},
+        {%- endif %}
+        {% endfor -%}
+        1 as _one
+    from doubling_{{ kmax }}
+    window w_pair as (partition by pair order by bar_n)
+)
+{%- endmacro %}
+
+{#- Export a mart to Parquet after it is built (DuckDB only: Feast reads the
+    files; on PostgreSQL Feast reads the tables). -#}
+{% macro bqx_export_parquet() -%}
+    {{ return(adapter.dispatch('bqx_export_parquet', 'bqx')()) }}
+{%- endmacro %}
+{% macro default__bqx_export_parquet() -%}
+    select 1
+{%- endmacro %}
+{% macro duckdb__bqx_export_parquet() -%}
+    {%- set marts_dir = env_var('BQX_MARTS_DIR', '../.bqx/marts') -%}
+    copy (select * from {{ this }} order by pair, event_timestamp)
+    to '{{ marts_dir }}/{{ this.identifier }}.parquet' (format parquet)
+{%- endmacro %}
+
+{#- Create the Parquet folder before the marts are exported (DuckDB's COPY
+    does not create folders; a partitioned COPY of no rows creates one level,
+    the warehouse file's folder already exists). -#}
+{% macro bqx_prepare_marts_dir() -%}
+    {{ return(adapter.dispatch('bqx_prepare_marts_dir', 'bqx')()) }}
+{%- endmacro %}
+{% macro default__bqx_prepare_marts_dir() -%}
+    select 1
+{%- endmacro %}
+{% macro duckdb__bqx_prepare_marts_dir() -%}
+    copy (select 1 as _none, 1 as _part where 1 = 0)
+    to '{{ env_var('BQX_MARTS_DIR', '../.bqx/marts') }}'
+    (format parquet, partition_by (_part), overwrite_or_ignore true)
+{%- endmacro %}

@@ -1,0 +1,36 @@
+{#- features.md item 2: backward momentum bqx_{w} = 100 (c[n] - c[n-w]) / c[n-w]. -#}
+{{ bqx_mart_config() }}
+{%- set windows = var('bqx_windows') %}
+
+with
+
+{{ bqx_tail_inputs(lookback=windows | max) }},
+
+computed as (
+
+    select
+        pair,
+        bar_start_at,
+        bar_start_at + interval '1 minute' as event_timestamp,
+        {% for w in windows -%}
+        case
+            when bar_n >= {{ w }}
+                then 100 * (close_price - lag(close_price, {{ w }}) over w_pair)
+                    / lag(close_price, {{ w }}) over w_pair
+        end as bqx_{{ w }},
+        {% endfor -%}
+        is_output
+    from inputs
+    window w_pair as (partition by pair order by bar_n)
+
+)
+
+select
+    pair,
+    bar_start_at,
+    event_timestamp,
+    {% for w in windows -%}
+    bqx_{{ w }}{{ "," if not loop.last }}
+    {% endfor %}
+from computed
+where is_output
