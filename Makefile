@@ -1,0 +1,47 @@
+# bqx: one command to run the embedded pipeline, one to run the tests.
+#   make demo   - create .venv, install, run the whole pipeline on simulated bars
+#   make test   - same setup, start/check PostgreSQL and Redis, run pytest
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+TORCH_VERSION := 2.13.0
+# Extra pip arguments for torch, e.g. the CPU wheel index of PyTorch on a machine
+# without a local wheel (otherwise pip may pull a multi-GB CUDA build).
+TORCH_PIP_ARGS ?=
+STAMP := $(VENV)/.bqx-installed
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test services bench lock clean help
+
+help:
+	@echo "make demo   # set up .venv and run the embedded pipeline end to end"
+	@echo "make test   # set up .venv, start/check PostgreSQL and Redis, run pytest"
+	@echo "make bench  # run the benchmarks (prints measured figures)"
+
+$(STAMP): pyproject.toml requirements.lock
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q torch==$(TORCH_VERSION) $(TORCH_PIP_ARGS)
+	$(BIN)/python -m pip install -q -c requirements.lock -e '.[test]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: setup
+	$(BIN)/bqx demo
+
+services:
+	bash scripts/services.sh
+
+test: setup services
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: setup services
+	$(BIN)/python benchmarks/run.py
+
+# Refresh the lock from the current venv (after a deliberate dependency change).
+lock:
+	$(BIN)/python -m pip freeze --exclude-editable \
+	  | sed -e 's/^torch==\([0-9.]*\)+cpu/torch==\1/' > requirements.lock
+
+clean:
+	rm -rf .bqx dbt_project/target dbt_project/logs

@@ -1,0 +1,80 @@
+"""``bqx features``: build the marts with dbt, publish them with Feast."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from bqx.cli.common import console, load_settings, step
+
+features_app = typer.Typer(
+    help="Build feature marts (dbt) and publish them (Feast).", no_args_is_help=True
+)
+
+
+@features_app.command("build")
+def features_build(
+    select: Optional[str] = typer.Option(None, help="dbt --select expression."),
+    full_refresh: bool = typer.Option(
+        False, "--full-refresh", help="Rebuild every mart from scratch."
+    ),
+) -> None:
+    """Run `dbt build` on the configured warehouse (incremental by default)."""
+    from bqx.features import build
+
+    settings = load_settings()
+    with step(f"dbt build on {settings.warehouse}"):
+        build(settings, select=select, full_refresh=full_refresh)
+
+
+@features_app.command("publish")
+def features_publish(
+    full: bool = typer.Option(
+        False, "--full", help="Re-materialize all history (repairs a flushed store)."
+    ),
+) -> None:
+    """`feast apply` then materialize the newest rows into the online store."""
+    from bqx.features import publish
+
+    settings = load_settings()
+    with step(f"publish to the {settings.deployment} feature store"):
+        views = publish(settings, full=full)
+    console.print(f"materialized: {', '.join(views)}")
+
+
+@features_app.command("training-frame")
+def features_training_frame(
+    pairs: str = typer.Option("all", help="Comma-separated pairs or `all`."),
+    start: Optional[str] = typer.Option(None, help="First entity time (UTC)."),
+    end: Optional[str] = typer.Option(None, help="Last entity time (UTC)."),
+    every: str = typer.Option("1min", help="Entity grid step (pandas offset)."),
+    service: str = typer.Option("tft_v1", help="Feast feature service."),
+    rows: int = typer.Option(10, help="Rows to print."),
+) -> None:
+    """Print a point-in-time training frame (get_historical_features)."""
+    from bqx.features import training_frame
+    from bqx.pairs import resolve_pairs
+    from bqx.timeutil import utc_now_minute
+
+    settings = load_settings()
+    names = settings.pair_list if pairs == "all" else resolve_pairs(pairs.split(","))
+    stop = end or utc_now_minute()
+    begin = start or (utc_now_minute() - __import__("pandas").Timedelta(hours=1))
+    frame = training_frame(names, begin, stop, service=service, every=every)
+    console.print(f"{len(frame)} rows x {frame.shape[1]} columns")
+    console.print(frame.head(rows).to_string())
+
+
+@features_app.command("online")
+def features_online(
+    pairs: str = typer.Option("all", help="Comma-separated pairs or `all`."),
+    service: str = typer.Option("online_v1", help="Feast feature service."),
+) -> None:
+    """Print the latest online feature values of each pair."""
+    from bqx.features import online_values
+    from bqx.pairs import resolve_pairs
+
+    settings = load_settings()
+    names = settings.pair_list if pairs == "all" else resolve_pairs(pairs.split(","))
+    console.print(online_values(settings, names, service).to_string())

@@ -1,0 +1,67 @@
+"""The ``bqx`` command: one sub-app per part, chained by ``bqx demo``.
+
+Domain errors print one line and exit 1; ``BQX_DEBUG=1`` shows tracebacks.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+import typer
+
+from bqx.cli.common import BqxError, err_console
+from bqx.cli.features import features_app
+from bqx.cli.ingest import ingest_app
+
+app = typer.Typer(
+    name="bqx",
+    help="bqx: forex features from raw M1 bars to trained forecasters.\n\n"
+    "Pipeline: ingest -> validate -> features build -> features publish -> "
+    "train -> evaluate/predict. Configure with BQX_* variables (see .env.example).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(ingest_app, name="ingest")
+app.add_typer(features_app, name="features")
+
+
+@app.command("demo")
+def demo(
+    days: int = typer.Option(14, help="Calendar days to simulate (ending now)."),
+    entity_rows: int = typer.Option(3000, help="Entity rows of the training frame."),
+) -> None:
+    """Run the whole embedded pipeline on simulated bars of the universe."""
+    from bqx.demo import run_demo
+
+    run_demo(days=days, entity_rows=entity_rows)
+
+
+def _domain_errors() -> tuple[type[BaseException], ...]:
+    from bqx.features import FeaturesError
+    from bqx.pairs import UnknownPairError
+    from bqx.warehouse import WarehouseError
+    from ingestion.csv_import import CsvFormatError
+
+    return (BqxError, UnknownPairError, WarehouseError, CsvFormatError, FeaturesError)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``bqx`` console script."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        err_console.print("aborted")
+        sys.exit(1)
+    except _domain_errors() as exc:
+        err_console.print(f"[red]error:[/] {exc}")
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,165 @@
+"""``bqx ingest backfill|follow|gaps`` and ``bqx oanda-fake serve``.
+
+Thin commands over :mod:`ingestion.backfill`, :mod:`ingestion.follow`,
+:mod:`ingestion.gaps` and :mod:`ingestion.oanda.fake`; domain errors print one line
+and exit 1. ``register(ingest_app, root_app)`` adds them to the ``bqx`` command.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from bqx.cli.common import console, err_console, load_settings
+
+PAIRS_HELP = "Comma-separated pairs (EUR_USD,USD_JPY) or `all` for the universe."
+
+
+def _pairs(settings, text: str) -> list[str]:
+    from bqx.pairs import resolve_pairs
+
+    if text.strip().lower() == "all":
+        return settings.pair_list
+    return resolve_pairs(text.split(","), settings.pair_list)
+
+
+def _fail(exc: BaseException) -> typer.Exit:
+    err_console.print(f"[red]error:[/] {exc}")
+    return typer.Exit(1)
+
+
+def _domain_errors() -> tuple[type[BaseException], ...]:
+    from bqx.pairs import UnknownPairError
+    from bqx.warehouse import WarehouseError
+    from ingestion.backfill import BackfillError
+    from ingestion.oanda.client import OandaError
+
+    return (UnknownPairError, WarehouseError, BackfillError, OandaError, ValueError)
+
+
+def backfill_command(
+    pairs: str = typer.Option(..., "--pairs", help=PAIRS_HELP),
+    since: str = typer.Option(..., "--since", help="Start (UTC), e.g. 2024-01-01."),
+    until: Optional[str] = typer.Option(None, "--until", help="End (UTC, exclusive)."),
+    price: str = typer.Option("M", "--price", help="M (mid) or MBA (+bid/ask, spread)."),
+    rate: float = typer.Option(100.0, "--rate", help="Requests per second, all workers."),
+    workers: int = typer.Option(8, "--workers", help="Pairs fetched concurrently."),
+    page_size: int = typer.Option(5000, "--page-size", help="Candles per request."),
+    timeout: float = typer.Option(10.0, "--timeout", help="Seconds per request."),
+) -> None:
+    """Backfill M1 candles from OANDA, resuming from each pair's watermark.
+
+    Example: `bqx ingest backfill --pairs EUR_USD,USD_JPY --since 2024-01-01`
+    """
+    from ingestion.backfill import BackfillError, backfill
+    from ingestion.oanda.progress import RichProgress
+
+    try:
+        settings = load_settings()
+        names = _pairs(settings, pairs)
+        with RichProgress(console) as bars:
+            summary = backfill(
+                settings, names, since, until, price=price, rate=rate,
+                workers=workers, page_size=page_size, timeout=timeout, progress=bars,
+            )  # fmt: skip
+    except BackfillError as exc:
+        raise _fail(exc) from None
+    except _domain_errors() as exc:
+        raise _fail(exc) from None
+    _print_summary(summary)
+
+
+def _print_summary(summary) -> None:
+    table = Table("pair", "from", "pages", "bars", "rejected")
+    for s in summary.pairs.values():
+        table.add_row(s.pair, f"{s.start:%Y-%m-%d %H:%M}", str(s.pages), str(s.bars),
+                      str(s.rejected))
+    console.print(table)
+    r = summary.loaded
+    rate = summary.bars / summary.wall_s if summary.wall_s else 0.0
+    console.print(
+        f"{summary.bars} bars in {summary.wall_s:.1f} s ({rate:,.0f} bars/s): "
+        f"{r.inserted} inserted, {r.updated} updated, {r.unchanged} unchanged; "
+        f"{summary.rejected} rejected ({summary.quarantined} newly quarantined); "
+        f"{summary.requests} requests, {summary.retries} retries"
+    )
+
+
+def fake_serve_command(
+    pairs: str = typer.Option("all", "--pairs", help=PAIRS_HELP),
+    since: Optional[str] = typer.Option(None, "--since", help="First bar (UTC)."),
+    until: Optional[str] = typer.Option(None, "--until", help="End of data (UTC)."),
+    days: int = typer.Option(7, "--days", help="Days of bars when --since is not given."),
+    seed: int = typer.Option(7, "--seed", help="Simulator seed."),
+    csv_dir: Optional[str] = typer.Option(None, "--csv-dir", help="Serve bar files."),
+    port: int = typer.Option(0, "--port", help="Port on 127.0.0.1 (0: a free one)."),
+    speed: float = typer.Option(
+        0.0, "--speed", help="Clock speed x real time from --start-at (0: frozen)."
+    ),
+    start_at: Optional[str] = typer.Option(
+        None, "--start-at", help="Clock time (UTC) to start at (default: newest bar)."
+    ),
+) -> None:
+    """Serve the OANDA v20 fake on 127.0.0.1 until Ctrl-C.
+
+    The token is BQX_OANDA_TOKEN (or `bqx-fake-token`), the account
+    BQX_OANDA_ACCOUNT. Example: `bqx oanda-fake serve --pairs EUR_USD --days 30`
+    """
+    import threading
+
+    import pandas as pd
+
+    from ingestion.oanda.fake import FakeOanda
+    from ingestion.oanda.market import FakeMarket
+
+    try:
+        settings = load_settings()
+        names = _pairs(settings, pairs)
+        if csv_dir:
+            market = FakeMarket.from_csv_dir(csv_dir, names if pairs != "all" else None)
+        else:
+            end = pd.Timestamp(until or pd.Timestamp.now("UTC").floor("min"))
+            start = pd.Timestamp(since) if since else end - pd.Timedelta(days=days)
+            market = FakeMarket.from_simulator(names, start, end, seed=seed)
+    except (*_domain_errors(), FileNotFoundError) as exc:
+        raise _fail(exc) from None
+    token = settings.oanda_token.get_secret_value() or "bqx-fake-token"
+    fake = FakeOanda(market, token=token, account=settings.oanda_account or
+                     "101-001-0000000-001", port=port)
+    if start_at or speed:
+        from ingestion.oanda.timefmt import to_ns
+
+        at = to_ns(start_at) / 1e9 if start_at else market.last_start + 30
+        fake.clock.set(at, speed=speed)
+    with fake:
+        console.print(
+            f"OANDA fake on {fake.url} ({len(market.pairs)} pairs, account "
+            f"{fake.account}); BQX_OANDA_ENV=custom BQX_OANDA_URL={fake.url}"
+        )
+        try:
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            console.print("stopped")
+
+
+def register(ingest_app: typer.Typer, root_app: typer.Typer) -> None:
+    """Add ``backfill``, ``follow``, ``gaps`` to ``bqx ingest`` and ``bqx oanda-fake``."""
+    ingest_app.command("backfill")(backfill_command)
+    fake_app = typer.Typer(help="The local OANDA v20 fake server.", no_args_is_help=True)
+    fake_app.command("serve")(fake_serve_command)
+    root_app.add_typer(fake_app, name="oanda-fake")
+
+
+def standalone_app() -> typer.Typer:
+    """A ``bqx``-like app with only these commands (``python -m bqx.cli.oanda``)."""
+    root = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False)
+    ingest = typer.Typer(no_args_is_help=True)
+    root.add_typer(ingest, name="ingest")
+    register(ingest, root)
+    return root
+
+
+if __name__ == "__main__":
+    standalone_app()()

@@ -1,0 +1,1 @@
+"""Feature views, one module per family."""
