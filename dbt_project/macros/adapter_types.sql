@@ -37,12 +37,12 @@
 
 {#- timestamptz -> naive local wall time in zone `tz`. -#}
 {% macro bqx_local_time(ts_expr, tz) -%}
-    ({{ ts_expr }} at time zone '{{ tz }}')
+    (({{ ts_expr }}) at time zone '{{ tz }}')
 {%- endmacro %}
 
 {#- naive wall time in zone `tz` -> timestamptz. -#}
 {% macro bqx_from_local_time(ts_expr, tz) -%}
-    ({{ ts_expr }} at time zone '{{ tz }}')
+    (({{ ts_expr }}) at time zone '{{ tz }}')
 {%- endmacro %}
 
 {#- Windowed max / min over the last `w` rows (ordered by bar_n within pair).
@@ -139,3 +139,13 @@ extrema as (
     to '{{ env_var('BQX_MARTS_DIR', '../.bqx/marts') }}'
     (format parquet, partition_by (_part), overwrite_or_ignore true)
 {%- endmacro %}
+
+{#- Ends a CTE body that later CTEs reference many times per row: PostgreSQL
+    pulls simple subqueries up and so re-evaluates their expressions at every
+    reference (numeric arithmetic, many times over); `offset 0` keeps it a
+    separate step. DuckDB dedupes common subexpressions itself. -#}
+{% macro bqx_fence() -%}
+    {{ return(adapter.dispatch('bqx_fence', 'bqx')()) }}
+{%- endmacro %}
+{% macro default__bqx_fence() -%}offset 0{%- endmacro %}
+{% macro duckdb__bqx_fence() -%}{%- endmacro %}

@@ -1,0 +1,192 @@
+{#- features.md item 6: 4-category cross-pair correlation. Returns of every
+    two pairs that share a currency are aligned on timestamps once (each
+    unordered pair once: Pearson is symmetric); windowed sums over the last w
+    common timestamps give the Pearson value, attributed to both pairs under
+    their own category; a category is the mean (SQL avg) of its non-null
+    values. -#}
+{{ bqx_mart_config() }}
+{%- set windows = var('corr_windows') %}
+{%- set links = bqx_corr_links() %}
+{%- set categories = ['base_base', 'quote_quote', 'base_quote', 'quote_base'] %}
+{%- set dbl = bqx_double() %}
+{%- set corr_cols = [] %}
+{%- for w in windows %}{% for c in categories %}{% do corr_cols.append([c, w]) %}{% endfor %}{% endfor %}
+{%- set ws = bqx_wsum_type() %}
+
+with
+
+{{ bqx_cross_tail_inputs(lookback=[windows | max, 2880] | max) }},
+
+{% if links | length > 0 -%}
+links as (
+
+    {% for l in links -%}
+    select
+        '{{ l.p }}' as pair_p,
+        '{{ l.o }}' as pair_o,
+        '{{ l.rel_po }}' as category_p,
+        '{{ l.rel_op }}' as category_o
+    {{ "union all" if not loop.last }}
+    {% endfor %}
+
+),
+
+returns as (
+
+    select
+        pair,
+        bar_start_at,
+        cast(log_return as {{ ws }}) as r
+    from inputs
+    where log_return is not null
+
+),
+
+aligned as (
+
+    select
+        links.pair_p,
+        links.pair_o,
+        links.category_p,
+        links.category_o,
+        rp.bar_start_at,
+        rp.r as x,
+        ro.r as y
+    from links
+    inner join returns as rp on links.pair_p = rp.pair
+    inner join returns as ro
+        on links.pair_o = ro.pair
+        and rp.bar_start_at = ro.bar_start_at
+
+),
+
+sums as (
+
+    select
+        pair_p,
+        pair_o,
+        category_p,
+        category_o,
+        bar_start_at,
+        {% for w in windows -%}
+        count(*) over w_{{ w }} as n_{{ w }},
+        sum(x) over w_{{ w }} as sx_{{ w }},
+        sum(y) over w_{{ w }} as sy_{{ w }},
+        sum(x * x) over w_{{ w }} as sxx_{{ w }},
+        sum(y * y) over w_{{ w }} as syy_{{ w }},
+        sum(x * y) over w_{{ w }} as sxy_{{ w }}{{ "," if not loop.last }}
+        {% endfor -%}
+    from aligned
+    window
+        {% for w in windows -%}
+        w_{{ w }} as (
+            partition by pair_p, pair_o order by bar_start_at
+            rows between {{ w - 1 }} preceding and current row
+        ){{ "," if not loop.last }}
+        {% endfor %}
+    {{ bqx_fence() }}
+
+),
+
+moments as (
+
+    select
+        pair_p,
+        pair_o,
+        category_p,
+        category_o,
+        bar_start_at,
+        {% for w in windows -%}
+        n_{{ w }} = {{ w }} as full_{{ w }},
+        cast({{ w }} * sxy_{{ w }} - sx_{{ w }} * sy_{{ w }} as {{ dbl }}) as cov_{{ w }},
+        cast({{ w }} * sxx_{{ w }} - sx_{{ w }} * sx_{{ w }} as {{ dbl }}) as varx_{{ w }},
+        cast({{ w }} * syy_{{ w }} - sy_{{ w }} * sy_{{ w }} as {{ dbl }}) as vary_{{ w }}{{ "," if not loop.last }}
+        {% endfor -%}
+    from sums
+    {{ bqx_fence() }}
+
+),
+
+pearson as (
+
+    select
+        pair_p,
+        pair_o,
+        category_p,
+        category_o,
+        bar_start_at,
+        {% for w in windows -%}
+        case
+            when full_{{ w }} and varx_{{ w }} > 0 and vary_{{ w }} > 0
+                then cov_{{ w }} / sqrt(varx_{{ w }} * vary_{{ w }})
+        end as corr_{{ w }}{{ "," if not loop.last }}
+        {% endfor -%}
+    from moments
+    where bar_start_at >= (select min(bar_start_at) from inputs where is_output)
+
+),
+
+attributed as (
+
+    select
+        pair_p as pair,
+        category_p as category,
+        bar_start_at,
+        {% for w in windows -%}
+        corr_{{ w }}{{ "," if not loop.last }}
+        {% endfor -%}
+    from pearson
+
+    union all
+
+    select
+        pair_o as pair,
+        category_o as category,
+        bar_start_at,
+        {% for w in windows -%}
+        corr_{{ w }}{{ "," if not loop.last }}
+        {% endfor -%}
+    from pearson
+
+),
+
+categories as (
+
+    select
+        pair,
+        bar_start_at,
+        {% for c, w in corr_cols -%}
+        avg(case when category = '{{ c }}' then corr_{{ w }} end) as corr_{{ c }}_{{ w }}{{ "," if not loop.last }}
+        {% endfor -%}
+    from attributed
+    group by pair, bar_start_at
+
+)
+{%- else -%}
+categories as (
+
+    select
+        pair,
+        bar_start_at,
+        {% for c, w in corr_cols -%}
+        cast(null as {{ dbl }}) as corr_{{ c }}_{{ w }},
+        {% endfor -%}
+        1 as _one
+    from inputs
+    where 1 = 0
+
+)
+{%- endif %}
+
+select
+    inputs.pair,
+    inputs.bar_start_at,
+    inputs.bar_start_at + interval '1 minute' as event_timestamp,
+    {% for c, w in corr_cols -%}
+    categories.corr_{{ c }}_{{ w }}{{ "," if not loop.last }}
+    {% endfor %}
+from inputs
+left join categories
+    on inputs.pair = categories.pair
+    and inputs.bar_start_at = categories.bar_start_at
+where inputs.is_output

@@ -1,0 +1,89 @@
+{#- features.md item 7: currency strength. s_k(t) = mean over the universe's
+    pairs containing k with a return at t of (+r if k is the base else -r);
+    csi_{w} = sum of the last w values of s_k ending exactly at the bar. -#}
+{{ bqx_mart_config() }}
+{%- set windows = var('csi_windows') %}
+
+with
+
+{{ bqx_cross_tail_inputs(lookback=windows | max) }},
+
+pair_currencies as (
+
+    {{ bqx_pair_currencies_sql() }}
+
+),
+
+signed_returns as (
+
+    select
+        pair_currencies.base_ccy as currency,
+        inputs.bar_start_at,
+        inputs.log_return as signed_return
+    from inputs
+    inner join pair_currencies on inputs.pair = pair_currencies.pair
+    where inputs.log_return is not null
+
+    union all
+
+    select
+        pair_currencies.quote_ccy as currency,
+        inputs.bar_start_at,
+        -inputs.log_return as signed_return
+    from inputs
+    inner join pair_currencies on inputs.pair = pair_currencies.pair
+    where inputs.log_return is not null
+
+),
+
+strength as (
+
+    select
+        currency,
+        bar_start_at,
+        avg(signed_return) as strength
+    from signed_returns
+    group by currency, bar_start_at
+
+),
+
+indices as (
+
+    select
+        currency,
+        bar_start_at,
+        {% for w in windows -%}
+        case
+            when count(*) over w_{{ w }} = {{ w }}
+                then cast(sum(cast(strength as {{ bqx_wsum_type() }})) over w_{{ w }} as {{ bqx_double() }})
+        end as csi_{{ w }}{{ "," if not loop.last }}
+        {% endfor -%}
+    from strength
+    window
+        {% for w in windows -%}
+        w_{{ w }} as (
+            partition by currency order by bar_start_at
+            rows between {{ w - 1 }} preceding and current row
+        ){{ "," if not loop.last }}
+        {% endfor %}
+
+)
+
+select
+    inputs.pair,
+    inputs.bar_start_at,
+    inputs.bar_start_at + interval '1 minute' as event_timestamp,
+    {% for w in windows -%}
+    base_idx.csi_{{ w }} as csi_base_{{ w }},
+    quote_idx.csi_{{ w }} as csi_quote_{{ w }},
+    base_idx.csi_{{ w }} - quote_idx.csi_{{ w }} as csi_spread_{{ w }}{{ "," if not loop.last }}
+    {% endfor %}
+from inputs
+inner join pair_currencies on inputs.pair = pair_currencies.pair
+left join indices as base_idx
+    on pair_currencies.base_ccy = base_idx.currency
+    and inputs.bar_start_at = base_idx.bar_start_at
+left join indices as quote_idx
+    on pair_currencies.quote_ccy = quote_idx.currency
+    and inputs.bar_start_at = quote_idx.bar_start_at
+where inputs.is_output

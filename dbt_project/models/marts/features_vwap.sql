@@ -1,0 +1,53 @@
+{#- features.md item 4: vwap_{w} and vwap_dev_{w}, from exact running sums of
+    v and (H + L + C) v in price points: vwap = sum(3 tp v) / (3 sum(v)). -#}
+{{ bqx_mart_config() }}
+{%- set windows = var('bqx_windows') %}
+
+with
+
+{{ bqx_tail_inputs(lookback=windows | max) }},
+
+sums as (
+
+    select
+        pair,
+        bar_start_at,
+        close_price,
+        {% for w in windows -%}
+        {{ bqx_wsum_from_cum('cum_v', w) }} as sum_v_{{ w }},
+        {{ bqx_wsum_from_cum('cum_tpv3', w) }} as sum_tpv3_{{ w }},
+        {% endfor -%}
+        is_output
+    from inputs
+    window w_pair as (partition by pair order by bar_n)
+
+),
+
+vwaps as (
+
+    select
+        pair,
+        bar_start_at,
+        close_price,
+        {% for w in windows -%}
+        case
+            when sum_v_{{ w }} > 0
+                then cast(sum_tpv3_{{ w }} as {{ bqx_double() }})
+                    / (3000000 * cast(sum_v_{{ w }} as {{ bqx_double() }}))
+        end as vwap_{{ w }},
+        {% endfor -%}
+        is_output
+    from sums
+    where is_output
+
+)
+
+select
+    pair,
+    bar_start_at,
+    bar_start_at + interval '1 minute' as event_timestamp,
+    {% for w in windows -%}
+    vwap_{{ w }},
+    100 * (close_price - vwap_{{ w }}) / vwap_{{ w }} as vwap_dev_{{ w }}{{ "," if not loop.last }}
+    {% endfor %}
+from vwaps
