@@ -62,13 +62,17 @@ def build(
 ) -> None:
     """Run ``dbt <command>`` (default ``build``: models and their tests).
 
+    dbt runs in a child process: dbt-duckdb keeps its connection open for the life
+    of the process, which would lock the warehouse file for everyone else.
+
     Raises:
         FeaturesError: dbt failed; the message names the failing nodes.
     """
-    from dbt.cli.main import dbtRunner
+    import subprocess
 
     activate(settings)
     args = [
+        str(Path(sys.executable).with_name("dbt")),
         command,
         "--project-dir", str(DBT_PROJECT),
         "--profiles-dir", str(DBT_PROJECT),
@@ -79,19 +83,27 @@ def build(
         args += ["--select", select]
     if full_refresh:
         args.append("--full-refresh")
-    result = dbtRunner().invoke(args)
-    if result.exception is not None:
-        raise FeaturesError(f"dbt {command} failed: {result.exception}")
-    if not result.success:
-        failed = [
-            f"{r.node.name} ({r.status})"
-            for r in (result.result or [])
-            if str(r.status) in ("error", "fail", "runtime error")
-        ]
+    env = {**os.environ, **settings.as_env()}
+    proc = subprocess.run(args, env=env, cwd=DBT_PROJECT)
+    if proc.returncode != 0:
         raise FeaturesError(
             f"dbt {command} failed on {settings.warehouse}: "
-            + (", ".join(failed) or "see the dbt log above")
+            + (", ".join(_failed_nodes()) or "see the dbt log above")
         )
+
+
+def _failed_nodes() -> list[str]:
+    """The failing nodes of the last dbt invocation (from run_results.json)."""
+    path = DBT_PROJECT / "target" / "run_results.json"
+    try:
+        results = json.loads(path.read_text())["results"]
+    except (OSError, ValueError, KeyError):
+        return []
+    return [
+        f"{r['unique_id'].split('.')[-1]} ({r['status']})"
+        for r in results
+        if r.get("status") in ("error", "fail", "runtime error")
+    ]
 
 
 def fs_yaml(settings: Settings) -> Path:

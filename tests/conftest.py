@@ -19,10 +19,26 @@ PG_HOST = "127.0.0.1"
 
 
 def make_settings(tmp: Path, **overrides) -> Settings:
-    """Settings for a test: everything embedded lives under ``tmp``."""
+    """Settings for a test, blind to any BQX_* variable: data lives under ``tmp``."""
     base = {"data_dir": tmp, "deployment": "local"}
     base.update(overrides)
-    return Settings(_env_file=None, **base)
+    saved = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith("BQX_")}
+    try:
+        return Settings(_env_file=None, **base)
+    finally:
+        os.environ.update(saved)
+
+
+@pytest.fixture(autouse=True)
+def _restore_environment():
+    """Commands export BQX_* variables for dbt and Feast; undo that after a test."""
+    from bqx.settings import get_settings
+
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+    get_settings.cache_clear()
 
 
 @pytest.fixture

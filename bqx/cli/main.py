@@ -26,6 +26,26 @@ app.add_typer(ingest_app, name="ingest")
 app.add_typer(features_app, name="features")
 
 
+def _register_parts() -> None:
+    """Add the commands of the parts that define their own CLI modules."""
+    import importlib
+
+    for module, args in (
+        ("bqx.cli.oanda", (ingest_app, app)),
+        ("bqx.cli.train", (app,)),
+    ):
+        try:
+            part = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+            continue
+        part.register(*args)
+
+
+_register_parts()
+
+
 @app.command("demo")
 def demo(
     days: int = typer.Option(14, help="Calendar days to simulate (ending now)."),

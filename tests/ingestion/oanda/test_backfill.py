@@ -86,9 +86,9 @@ FAULTS = [
 
 
 @pytest.mark.parametrize("kind,opts", FAULTS, ids=[f[0] for f in FAULTS])
-def test_each_fault_ends_identical(any_settings, fake, aim, stored_bars, expected_bars,
+def test_each_fault_ends_identical(duck_settings, fake, aim, stored_bars, expected_bars,
                                    kind, opts):
-    settings = aim(any_settings, fake)
+    settings = aim(duck_settings, fake)
     fault = fake.faults.add(kind, **opts)
     summary = run(settings, timeout=0.5)
     assert fault.fired >= 1
@@ -96,6 +96,16 @@ def test_each_fault_ends_identical(any_settings, fake, aim, stored_bars, expecte
     assert summary.rejected == 0
     if kind not in ("duplicate", "shuffle"):
         assert summary.retries >= fault.fired
+
+
+def test_all_faults_at_once_end_identical(any_settings, fake, aim, stored_bars,
+                                          expected_bars):
+    settings = aim(any_settings, fake)
+    faults = [fake.faults.add(kind, **{**opts, "after": i})
+              for i, (kind, opts) in enumerate(FAULTS)]
+    summary = run(settings, timeout=0.5, retry=RetryPolicy(8, 0.01, 0.1, 0.02))
+    assert all(f.fired for f in faults)
+    assert stored_bars(settings) == expected_bars(fake) and summary.rejected == 0
 
 
 def test_rate_limit_fault_and_client_limiter(duck_settings, fake, aim, stored_bars,
