@@ -10,6 +10,8 @@ keyed by (pair, bar_start_at), with the mart's feature columns.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
@@ -217,14 +219,19 @@ def features_corr(data) -> pd.DataFrame:
                     link = per_link[(min(p, o), max(p, o))]
                     series.append(link[w].reindex(t).to_numpy())
                 if series:
-                    stack = np.vstack(series)
-                    with np.errstate(all="ignore"):
-                        mean = np.nanmean(stack, axis=0)
+                    mean = _nanmean(np.vstack(series))
                 else:
                     mean = np.full(len(t), np.nan)
                 cols[f"corr_{cat}_{w}"] = mean
         parts.append(_keyed(p, f, cols))
     return _concat(parts)
+
+
+def _nanmean(stack: np.ndarray) -> np.ndarray:
+    """Mean of the non-null values per column (SQL avg); nan when none."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(stack, axis=0)
 
 
 def features_strength(data) -> pd.DataFrame:
@@ -280,11 +287,11 @@ def features_tri(data) -> pd.DataFrame:
             err = 1e4 * (logc[p] - (l1.reindex(t).to_numpy() + l2.reindex(t).to_numpy()))
             errs.append(err.to_numpy())
         if errs:
-            stack = np.vstack(errs)
-            with np.errstate(all="ignore"):
-                mean = np.nanmean(stack, axis=0)
+            stack = np.vstack(errs)  # nan where a bar of the triangle is missing
+            mean = _nanmean(stack)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
                 absmax = np.nanmax(np.abs(stack), axis=0)
-            # a B counts only where all three bars exist: nan elsewhere
         else:
             mean = np.full(len(t), np.nan)
             absmax = np.full(len(t), np.nan)
