@@ -87,6 +87,107 @@ def _print_summary(summary) -> None:
     )
 
 
+def follow_command(
+    pairs: str = typer.Option("all", "--pairs", help=PAIRS_HELP),
+    interval: float = typer.Option(2.0, "--interval", help="Seconds between polls."),
+    price: str = typer.Option("M", "--price", help="M (mid) or MBA (+bid/ask, spread)."),
+    lookback: int = typer.Option(
+        500, "--lookback", help="Candles to fetch for a pair with no watermark yet."
+    ),
+    max_polls: Optional[int] = typer.Option(None, "--max-polls", help="Stop after N."),
+) -> None:
+    """Poll OANDA and append newly completed M1 candles (and raw.candles_m5).
+
+    Stops cleanly on Ctrl-C or SIGTERM, between polls. Example:
+    `bqx ingest follow --pairs EUR_USD,USD_JPY --interval 1`
+    """
+    import signal
+    import threading
+
+    from ingestion.backfill import _check_price
+    from ingestion.follow import follow
+
+    stop = threading.Event()
+    previous = {s: signal.signal(s, lambda *_: stop.set())
+                for s in (signal.SIGINT, signal.SIGTERM)}
+
+    def on_poll(result) -> None:
+        new = sum(len(v) for v in result.new_bars.values())
+        if new or result.rejected:
+            console.print(
+                f"poll {result.number}: {new} new bars, {result.rejected} rejected, "
+                f"forming: {len(result.forming)} pairs"
+            )
+
+    try:
+        settings = load_settings()
+        names = _pairs(settings, pairs)
+        stats = follow(settings, names, interval=interval, price=_check_price(price),
+                       lookback=lookback, stop=stop, max_polls=max_polls,
+                       on_poll=on_poll)
+    except _domain_errors() as exc:
+        raise _fail(exc) from None
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    console.print(f"stopped after {stats.polls} polls: {stats.bars} bars appended, "
+                  f"{stats.rejected} rejected")
+
+
+def gaps_command(
+    pairs: str = typer.Option("all", "--pairs", help=PAIRS_HELP),
+    since: Optional[str] = typer.Option(None, "--since", help="Start (UTC)."),
+    until: Optional[str] = typer.Option(None, "--until", help="End (UTC, exclusive)."),
+    repair: bool = typer.Option(False, "--repair", help="Ask the API to fill them."),
+    price: str = typer.Option("M", "--price", help="Price components for --repair."),
+    show: int = typer.Option(20, "--show", help="Longest gaps to list."),
+) -> None:
+    """List missing in-session minutes per pair; --repair fetches them.
+
+    Ranges the API confirms empty are recorded (raw.candle_gaps_confirmed) and
+    never asked again. Example: `bqx ingest gaps --pairs EUR_USD --repair`
+    """
+    from bqx.warehouse import open_warehouse
+    from ingestion.backfill import _check_price
+    from ingestion.gaps import find_gaps, gap_report, repair_gaps
+    from ingestion.oanda.client import OandaClient
+
+    try:
+        settings = load_settings()
+        names = _pairs(settings, pairs)
+        with open_warehouse(settings) as wh:
+            wh.ensure_schema()
+            gaps = find_gaps(wh, names, since, until)
+            _print_gaps(gaps, gap_report(gaps), show)
+            if repair and gaps:
+                client = OandaClient(settings)
+                result = repair_gaps(wh, client, gaps, _check_price(price))
+                client.close()
+                left = find_gaps(wh, names, since, until)
+                console.print(
+                    f"repair: {result.requests} requests, {result.filled} bars filled, "
+                    f"{result.confirmed_minutes} minutes confirmed empty, "
+                    f"{result.rejected} rejected; {len(left)} gaps left"
+                )
+    except _domain_errors() as exc:
+        raise _fail(exc) from None
+
+
+def _print_gaps(gaps, report, show: int) -> None:
+    table = Table("pair", "length", "gaps", "minutes", title="gaps by pair and length")
+    for r in report.itertuples(index=False):
+        table.add_row(r.pair, r.length, str(r.gaps), str(r.minutes))
+    console.print(table)
+    longest = sorted(gaps, key=lambda g: -g.minutes)[:show]
+    if longest:
+        top = Table("pair", "from (UTC)", "to (UTC)", "minutes", title="longest gaps")
+        for g in longest:
+            top.add_row(g.pair, f"{g.start:%Y-%m-%d %H:%M}", f"{g.end:%Y-%m-%d %H:%M}",
+                        str(g.minutes))
+        console.print(top)
+    console.print(f"{len(gaps)} gaps, {sum(g.minutes for g in gaps)} missing minutes")
+
+
 def fake_serve_command(
     pairs: str = typer.Option("all", "--pairs", help=PAIRS_HELP),
     since: Optional[str] = typer.Option(None, "--since", help="First bar (UTC)."),
@@ -147,6 +248,8 @@ def fake_serve_command(
 def register(ingest_app: typer.Typer, root_app: typer.Typer) -> None:
     """Add ``backfill``, ``follow``, ``gaps`` to ``bqx ingest`` and ``bqx oanda-fake``."""
     ingest_app.command("backfill")(backfill_command)
+    ingest_app.command("follow")(follow_command)
+    ingest_app.command("gaps")(gaps_command)
     fake_app = typer.Typer(help="The local OANDA v20 fake server.", no_args_is_help=True)
     fake_app.command("serve")(fake_serve_command)
     root_app.add_typer(fake_app, name="oanda-fake")

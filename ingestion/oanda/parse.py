@@ -92,6 +92,8 @@ def _problems(
     candles: list, times: list[int | None], price: str, step_s: int
 ) -> list[str | None]:
     """A reason per candle (None: fine), vectorised on the common all-present path."""
+    if not candles:
+        return []
     try:
         cols = {
             (key, f): np.array([c[key][f] for c in candles], dtype=object)
@@ -110,10 +112,10 @@ def _problems(
         with np.errstate(invalid="ignore"):
             bad |= np.isnan(o) | np.isnan(h) | np.isnan(lo) | np.isnan(c)
             bad |= (h < lo) | (o > h) | (o < lo) | (c > h) | (c < lo)
-        bad |= np.array([not isinstance(x, str) for x in cols[(key, "o")]])
-    bad |= np.array([t is None or t % (step_s * NS) != 0 for t in times])
-    bad |= np.array([type(v) is not int or v < 0 for v in volumes])
-    bad |= np.array([type(f) is not bool for f in flags])
+        bad |= np.array([not isinstance(x, str) for x in cols[(key, "o")]], dtype=bool)
+    bad |= np.array([t is None or t % (step_s * NS) != 0 for t in times], dtype=bool)
+    bad |= np.array([type(v) is not int or v < 0 for v in volumes], dtype=bool)
+    bad |= np.array([type(f) is not bool for f in flags], dtype=bool)
     return [candle_problem(candles[i], times[i], price, step_s) if b else None
             for i, b in enumerate(bad)]
 
