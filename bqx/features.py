@@ -153,6 +153,35 @@ def apply(settings: Settings) -> FeatureStore:
     return fs
 
 
+def export_marts_to_s3(settings: Settings) -> list[str]:
+    """Upload the Parquet marts to ``s3://<bucket>/marts/`` (the ``s3`` deployment)."""
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    assert settings.marts_dir is not None
+    files = sorted(settings.marts_dir.glob("*.parquet"))
+    if not files:
+        raise FeaturesError(
+            f"no Parquet marts in {settings.marts_dir}: run `bqx features build` first"
+        )
+    client = boto3.client(
+        "s3",
+        endpoint_url=settings.s3_endpoint_url or None,
+        region_name=settings.s3_region,
+    )
+    keys = []
+    for path in files:
+        key = f"marts/{path.name}"
+        try:
+            client.upload_file(str(path), settings.s3_bucket, key)
+        except (BotoCoreError, ClientError) as exc:
+            raise FeaturesError(
+                f"cannot upload {path.name} to s3://{settings.s3_bucket}/{key}: {exc}"
+            ) from None
+        keys.append(key)
+    return keys
+
+
 def publish(settings: Settings, full: bool = False) -> list[str]:
     """Apply the definitions and load the newest rows into the online store.
 
@@ -163,6 +192,9 @@ def publish(settings: Settings, full: bool = False) -> list[str]:
     Returns:
         The names of the views materialized.
     """
+    check_online_store(settings)
+    if settings.deployment == "s3":
+        export_marts_to_s3(settings)
     fs = apply(settings)
     now = datetime.now(timezone.utc)
     names = []
@@ -217,14 +249,144 @@ def training_frame(
     return job.to_df().sort_values(["pair", "event_timestamp"], ignore_index=True)
 
 
+def check_online_store(settings: Settings, timeout: float = 0.5) -> None:
+    """Fail fast (well under a second) when the Redis online store is unreachable.
+
+    Feast's Redis client retries with backoff for several seconds; a down Redis
+    must instead give a clear error at once.
+
+    Raises:
+        FeaturesError: naming Redis and its address.
+    """
+    if settings.deployment != "production":
+        return
+    import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    client = redis.Redis(
+        host=settings.redis_host,
+        port=settings.redis_port,
+        db=settings.redis_db,
+        password=settings.redis_password.get_secret_value() or None,
+        socket_connect_timeout=timeout,
+        socket_timeout=timeout,
+        retry=Retry(NoBackoff(), 0),
+    )
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        raise FeaturesError(
+            f"Redis online store at {settings.redis_target} is unreachable: {exc}"
+        ) from None
+    finally:
+        client.close()
+
+
 def online_values(
     settings: Settings, pairs: Sequence[str] | None = None, service: str = "online_v1"
 ) -> pd.DataFrame:
-    """The latest online features of each pair (one row per pair)."""
+    """The latest online features of each pair, with the row's event time.
+
+    Columns: ``pair``, ``event_timestamp`` (the bar end the values belong to),
+    ``age_minutes`` and ``fresh`` (age within the views' TTL), then the features.
+    A pair whose row is older than the TTL (a closed market) is served with
+    ``fresh = False`` instead of passing for current values.
+    """
+    check_online_store(settings)
     fs = store(settings)
     pairs = list(pairs or settings.pair_list)
+    feature_service = fs.get_feature_service(service)
     response = fs.get_online_features(
-        features=fs.get_feature_service(service),
-        entity_rows=[{"pair": p} for p in pairs],
+        features=feature_service, entity_rows=[{"pair": p} for p in pairs]
     )
-    return response.to_df()
+    raw = response.to_df(include_event_timestamps=True)
+    ts_cols = [c for c in raw.columns if c.endswith("__ts")]
+    frame = raw.drop(columns=ts_cols)
+    stamps = raw[ts_cols].apply(pd.to_datetime, utc=True)
+    frame.insert(1, "event_timestamp", stamps.max(axis=1))
+    age = (pd.Timestamp.now(tz="UTC") - frame["event_timestamp"]).dt.total_seconds() / 60
+    ttl = min(
+        fs.get_feature_view(p.name).ttl.total_seconds() / 60
+        for p in feature_service.feature_view_projections
+    )
+    frame.insert(2, "age_minutes", age.round(1))
+    frame.insert(3, "fresh", age <= ttl)
+    return frame
+
+
+def latest_rows(settings: Settings, mart: str) -> pd.DataFrame:
+    """The newest row of each pair in one mart (what the online store should hold)."""
+    from bqx.warehouse import open_warehouse
+
+    sql = (
+        f"select distinct on (pair) * from marts.{mart} "
+        "order by pair, event_timestamp desc"
+    )
+    if settings.warehouse == "duckdb":
+        sql = (
+            f"select * from marts.{mart} qualify row_number() over "
+            "(partition by pair order by event_timestamp desc) = 1"
+        )
+    with open_warehouse(settings, read_only=True) as wh:
+        frame = wh.query_df(sql)
+    frame["event_timestamp"] = pd.to_datetime(frame["event_timestamp"], utc=True)
+    return frame
+
+
+def push_latest(settings: Settings) -> dict[str, int]:
+    """Write only the newest row per pair of every online view to the online store.
+
+    The push path for fresh bars: after an incremental build, the online store is
+    updated without a full materialization.
+
+    Returns:
+        Rows written per view.
+    """
+    check_online_store(settings)
+    fs = store(settings)
+    written = {}
+    for view in fs.list_feature_views():
+        if not view.online:
+            continue
+        frame = latest_rows(settings, view.tags["mart"])
+        columns = ["pair", "event_timestamp"] + [f.name for f in view.features]
+        fs.write_to_online_store(view.name, frame[columns])
+        written[view.name] = len(frame)
+    return written
+
+
+def serve(settings: Settings, host: str = "127.0.0.1", port: int = 6566) -> None:
+    """Run Feast's HTTP feature server (``/get-online-features``) until stopped."""
+    check_online_store(settings)
+    store(settings).serve(host=host, port=port, type_="http", no_access_log=True)
+
+
+def save_training_set(
+    frame: pd.DataFrame, path: Path, service: str, start, end
+) -> Path:
+    """Save a training frame as Parquet with its metadata (service, range, git rev)."""
+    import subprocess
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        rev = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip()
+    except OSError:
+        rev = ""
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    meta = {
+        "bqx.feature_service": service,
+        "bqx.start": str(start),
+        "bqx.end": str(end),
+        "bqx.git_revision": rev or "unknown",
+        "bqx.rows": str(len(frame)),
+    }
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}), **meta})
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, path)
+    return path

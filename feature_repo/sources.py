@@ -25,10 +25,9 @@ def make_source(name: str, mart: str):
     from feast import FileSource
 
     if settings.deployment == "s3":
-        path = f"s3://{settings.s3_bucket}/marts/{mart}.parquet"
         return FileSource(
             name=name,
-            path=path,
+            path=f"s3://{settings.s3_bucket}/marts/{mart}.parquet",
             timestamp_field="event_timestamp",
             s3_endpoint_override=settings.s3_endpoint_url or None,
         )

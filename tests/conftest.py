@@ -120,3 +120,28 @@ def any_settings(request, tmp_path: Path) -> Settings:
 def real_bars_dir() -> Path | None:
     """The real January 2024 bars of ../shared/data/fx_m1, when present."""
     return SHARED_DATA if SHARED_DATA.is_dir() else None
+
+
+@pytest.fixture(scope="session")
+def pg_database_factory(pg_admin):
+    """Creates fresh databases for module-scoped fixtures; drops them at the end."""
+    names: list[str] = []
+
+    def create() -> str:
+        name = f"bqx_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+        pg_admin.execute(f'create database "{name}"')
+        names.append(name)
+        return name
+
+    yield create
+    for name in names:
+        pg_admin.execute(f'drop database if exists "{name}" with (force)')
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

@@ -78,3 +78,13 @@ def features_online(
     settings = load_settings()
     names = settings.pair_list if pairs == "all" else resolve_pairs(pairs.split(","))
     console.print(online_values(settings, names, service).to_string())
+
+
+@features_app.command("push")
+def features_push() -> None:
+    """Write the newest row of each pair to the online store (the fast path)."""
+    from bqx.features import push_latest
+
+    settings = load_settings()
+    written = push_latest(settings)
+    console.print(", ".join(f"{view}: {n} rows" for view, n in written.items()))

@@ -57,6 +57,20 @@ def demo(
     run_demo(days=days, entity_rows=entity_rows)
 
 
+@app.command("serve")
+def serve(
+    host: str = typer.Option("127.0.0.1", help="Address to bind (loopback by default)."),
+    port: int = typer.Option(6566, help="Port of the HTTP feature server."),
+) -> None:
+    """Run Feast's HTTP feature server over the configured online store.
+
+    Clients POST to /get-online-features, e.g. with the `online_v1` service.
+    """
+    from bqx.features import serve as serve_features
+
+    serve_features(load_settings(), host=host, port=port)
+
+
 def _domain_errors() -> tuple[type[BaseException], ...]:
     from bqx.features import FeaturesError
     from bqx.pairs import UnknownPairError

@@ -26,8 +26,15 @@ def _pairs(settings, text: str) -> list[str]:
 
 
 def _fail(exc: BaseException) -> typer.Exit:
-    err_console.print(f"[red]error:[/] {exc}")
+    err_console.print(f"[red]error:[/] {exc}", soft_wrap=True, markup=True)
     return typer.Exit(1)
+
+
+def _quiet_library_logs() -> None:
+    """oandapyV20 logs every failed request at ERROR; our client reports them."""
+    import logging
+
+    logging.getLogger("oandapyV20").setLevel(logging.CRITICAL)
 
 
 def _domain_errors() -> tuple[type[BaseException], ...]:
@@ -48,21 +55,27 @@ def backfill_command(
     workers: int = typer.Option(8, "--workers", help="Pairs fetched concurrently."),
     page_size: int = typer.Option(5000, "--page-size", help="Candles per request."),
     timeout: float = typer.Option(10.0, "--timeout", help="Seconds per request."),
+    retries: int = typer.Option(5, "--retries", help="Retries of a failing request."),
 ) -> None:
     """Backfill M1 candles from OANDA, resuming from each pair's watermark.
 
     Example: `bqx ingest backfill --pairs EUR_USD,USD_JPY --since 2024-01-01`
     """
     from ingestion.backfill import BackfillError, backfill
+    from ingestion.oanda.client import OandaClient, RetryPolicy
     from ingestion.oanda.progress import RichProgress
+    from ingestion.oanda.ratelimit import RateLimiter
 
+    _quiet_library_logs()
     try:
         settings = load_settings()
         names = _pairs(settings, pairs)
+        client = OandaClient(settings, RateLimiter(rate), timeout=timeout,
+                             retry=RetryPolicy(attempts=retries + 1))
         with RichProgress(console) as bars:
             summary = backfill(
-                settings, names, since, until, price=price, rate=rate,
-                workers=workers, page_size=page_size, timeout=timeout, progress=bars,
+                settings, names, since, until, price=price, workers=workers,
+                page_size=page_size, progress=bars, client=client,
             )  # fmt: skip
     except BackfillError as exc:
         raise _fail(exc) from None
@@ -107,6 +120,7 @@ def follow_command(
     from ingestion.backfill import _check_price
     from ingestion.follow import follow
 
+    _quiet_library_logs()
     stop = threading.Event()
     previous = {s: signal.signal(s, lambda *_: stop.set())
                 for s in (signal.SIGINT, signal.SIGTERM)}
@@ -152,6 +166,7 @@ def gaps_command(
     from ingestion.gaps import find_gaps, gap_report, repair_gaps
     from ingestion.oanda.client import OandaClient
 
+    _quiet_library_logs()
     try:
         settings = load_settings()
         names = _pairs(settings, pairs)
