@@ -1,0 +1,145 @@
+"""``bqx predict RUN``: current forecasts of every pair from a trained run.
+
+The sequence models need each pair's recent history (``encoder_length`` rows), so
+the forecast is made at each pair's latest row of a recent frame: by default the
+last ``hours`` of the feature store up to now (``bqx.training_frame``), or any frame
+passed in. Models come from the last fold's checkpoints; the ensembles from the
+run's ``ensembles.json`` / ``moe.pt``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pandas as pd
+import torch
+from pytorch_forecasting import TimeSeriesDataSet
+
+from training.data import prepare_frame
+from training.datasets import decoder_steps
+from training.models.meta import RidgeMeta
+from training.models.moe import MixtureOfExperts
+from training.storage import RunStore
+from training.train import load_model, load_run_config
+
+
+class PredictError(ValueError):
+    """Forecasts that cannot be made from the given data."""
+
+
+def live_rows(prepared: pd.DataFrame, reals: list[str]) -> pd.DataFrame:
+    """Rows with every real and a realized label, numbered per pair (the unknown
+    targets of the latest rows are set to 0; they are never inputs)."""
+    rows = prepared.dropna(subset=reals).copy()
+    rows["target"] = rows["target"].fillna(0.0)
+    rows["realized"] = rows.groupby("pair")["realized"].ffill()
+    rows = rows.dropna(subset=["realized"])
+    rows["segment"] = None
+    rows["time_idx"] = rows.groupby("pair").cumcount().astype("int64")
+    return rows.reset_index(drop=True)
+
+
+def _tft(model, rows: pd.DataFrame) -> pd.DataFrame:
+    from training.models import tft
+
+    ds = TimeSeriesDataSet.from_parameters(
+        model.dataset_parameters, rows, predict=True, stop_randomization=True
+    )
+    return tft.predict(model, ds, rows)
+
+
+def _nbeats(model, rows: pd.DataFrame, steps: int) -> pd.DataFrame:
+    from training.models import nbeats
+
+    last = rows.groupby("pair").tail(1)
+    future = pd.concat(
+        [last.assign(time_idx=last["time_idx"] + k) for k in range(1, steps + 1)]
+    )
+    data = pd.concat([rows, future], ignore_index=True).assign(
+        series=lambda d: d["realized"].astype("float64")
+    )
+    ds = TimeSeriesDataSet.from_parameters(
+        model.dataset_parameters, data, predict=True, stop_randomization=True
+    )
+    return nbeats.predict(model, ds, rows)
+
+
+def _cross_pair(model, rows: pd.DataFrame) -> pd.DataFrame:
+    from training.models import cross_pair
+
+    latest = rows.groupby("pair").tail(1)
+    latest = latest[latest["pair"].isin(model.hparams.pairs)]
+    panel = cross_pair.live_panel(model, latest)
+    out = cross_pair.predict(model, panel, latest)
+    return out.drop(columns="event_timestamp").merge(
+        latest[["pair", "event_timestamp"]], on="pair"
+    )
+
+
+def predict_frame(store: RunStore, run: str, frame: pd.DataFrame) -> pd.DataFrame:
+    """Forecasts at each pair's latest row of ``frame``.
+
+    Returns:
+        One row per pair: ``pair``, ``event_timestamp`` and one column per model
+        and ensemble of the run.
+
+    Raises:
+        PredictError: when no pair has enough history for the models.
+    """
+    exp = load_run_config(store, run)
+    meta = json.loads(store.get_bytes(run, "train_metrics.json"))
+    fold = exp.folds()[-1].index
+    if exp.label not in frame.columns:
+        frame = frame.assign(**{exp.label: np.nan})
+    anchor = pd.to_datetime(frame["event_timestamp"], utc=True).max()
+    prepared = prepare_frame(frame, exp, anchor=anchor)
+    rows = live_rows(prepared, meta["features"] + meta["known"])
+    counts = rows.groupby("pair").size()
+    rows = rows[rows["pair"].isin(counts[counts > exp.encoder_length].index)]
+    if rows.empty:
+        raise PredictError(
+            f"no pair has more than {exp.encoder_length} complete rows to forecast from"
+        )
+    latest = rows.groupby("pair").tail(1)[["pair", "event_timestamp"]]
+    out = latest.reset_index(drop=True)
+    for name in exp.models:
+        model = load_model(store, run, fold, name)
+        if name == "tft":
+            pred = _tft(model, rows)
+        elif name == "nbeats":
+            pred = _nbeats(model, rows, decoder_steps(exp.horizon, exp.every_minutes))
+        else:
+            pred = _cross_pair(model, rows)
+        out = out.merge(pred.rename(columns={"prediction": name}),
+                        on=["pair", "event_timestamp"], how="left")
+    return _ensembles(store, run, exp, fold, out, rows)
+
+
+def _ensembles(store, run, exp, fold, out, rows) -> pd.DataFrame:
+    info = json.loads(store.get_bytes(run, "ensembles.json"))
+    if f"meta_f{fold}" in info:
+        m = info[f"meta_f{fold}"]
+        meta = RidgeMeta(m["columns"], m["alpha"], np.asarray(m["coef"]), m["intercept"])
+        out["meta"] = meta.predict(out)
+    if store.exists(run, "moe.pt"):
+        states = torch.load(io.BytesIO(store.get_bytes(run, "moe.pt")),
+                            weights_only=False)
+        if f"moe_f{fold}" in states:
+            moe = MixtureOfExperts.from_state(states[f"moe_f{fold}"])
+            feats = rows.groupby("pair").tail(1)[["pair", *moe.features]]
+            with_feats = out.merge(feats, on="pair", how="left")
+            out["moe"] = moe.predict(with_feats)
+    return out
+
+
+def predict_latest(store: RunStore, run: str, settings, hours: int = 24) -> pd.DataFrame:
+    """Forecasts now, from the last ``hours`` of the feature store."""
+    from training.data import load_frame
+
+    exp = load_run_config(store, run)
+    end = pd.Timestamp.now(tz="UTC").floor("min")
+    exp.start = (end - pd.Timedelta(hours=hours)).isoformat()
+    exp.end = end.isoformat()
+    return predict_frame(store, run, load_frame(exp, settings))
