@@ -113,16 +113,51 @@ def backfill(
     since_ns = to_ns(since)
     until_ns = to_ns(until) if until is not None else None
     stop = stop or threading.Event()
+    own_client = client is None
     client = client or OandaClient(settings, RateLimiter(rate), timeout=timeout)
+    try:
+        return _run(
+            settings,
+            names,
+            since_ns,
+            until_ns,
+            price,
+            workers,
+            page_size,
+            progress,
+            client,
+            stop,
+        )
+    finally:
+        if own_client:
+            client.close()
+
+
+def _run(
+    settings,
+    names,
+    since_ns,
+    until_ns,
+    price,
+    workers,
+    page_size,
+    progress,
+    client,
+    stop,
+) -> BackfillSummary:
     wall = time.perf_counter()
     with open_warehouse(settings) as wh:
         wh.ensure_schema()
         marks = read_watermarks(wh, names)
-        requests = {n: _request(n, since_ns, until_ns, marks.get(n), price, page_size)
-                    for n in names}
+        requests = {
+            n: _request(n, since_ns, until_ns, marks.get(n), price, page_size)
+            for n in names
+        }
         summary = BackfillSummary(
-            {n: PairStats(n, pd.Timestamp(r.start_ns, unit="ns", tz="UTC"))
-             for n, r in requests.items()}
+            {
+                n: PairStats(n, pd.Timestamp(r.start_ns, unit="ns", tz="UTC"))
+                for n, r in requests.items()
+            }
         )
         for n, r in requests.items():
             if progress:
@@ -146,7 +181,9 @@ def backfill(
 def _check_price(price: str) -> str:
     price = price.upper()
     if not price or any(c not in "MBA" for c in price) or len(set(price)) < len(price):
-        raise ValueError(f"invalid --price {price!r}: use letters of MBA, e.g. M or MBA")
+        raise ValueError(
+            f"invalid --price {price!r}: use letters of MBA, e.g. M or MBA"
+        )
     return "".join(c for c in "MBA" if c in price)
 
 
@@ -180,15 +217,13 @@ def _write(wh, pages: queue.Queue, n_pairs: int, summary, price, progress) -> No
     done = 0
     while done < n_pairs:
         batch: list[Page] = []
+        finished: list[tuple[str, str | None]] = []
         rows = 0
         item = pages.get()
         while True:
             if isinstance(item, tuple):
                 done += 1
-                pair, error = item
-                summary.pairs[pair].error = error
-                if progress:
-                    progress.finish(pair, error is None)
+                finished.append(item)
             else:
                 batch.append(item)
                 rows += len(item.rows)
@@ -200,6 +235,10 @@ def _write(wh, pages: queue.Queue, n_pairs: int, summary, price, progress) -> No
                 break
         if batch:
             _load(wh, batch, summary, price, progress)
+        for pair, error in finished:
+            summary.pairs[pair].error = error
+            if progress:
+                progress.finish(pair, error is None)
 
 
 def _load(wh, batch: list[Page], summary: BackfillSummary, price, progress) -> None:
@@ -220,4 +259,4 @@ def _load(wh, batch: list[Page], summary: BackfillSummary, price, progress) -> N
             progress.advance(page.pair, len(page.rows), 1)
 
 
-__all__ = ["backfill", "BackfillError", "BackfillSummary", "OandaRequestError"]
+__all__ = ["BackfillError", "BackfillSummary", "OandaRequestError", "backfill"]

@@ -15,9 +15,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Callable
 
 import pandas as pd
 
@@ -75,17 +75,22 @@ def follow(
     client = client or OandaClient(settings, RateLimiter(100.0), timeout=10.0)
     source = f"oanda:{price}"
     stats = FollowStats()
-    with open_warehouse(settings) as wh, ThreadPoolExecutor(
-        max_workers=min(8, len(names))
-    ) as pool:
+    with (
+        open_warehouse(settings) as wh,
+        ThreadPoolExecutor(max_workers=min(8, len(names))) as pool,
+    ):
         wh.ensure_schema()
         ensure_m5_schema(wh)
         refresh_m5(wh, names)  # catch up after a stop or a crash
         marks = read_watermarks(wh, names)
         while not stop.is_set() and (max_polls is None or stats.polls < max_polls):
             started = time.time()
-            pages = list(pool.map(lambda p: _poll(client, p, marks.get(p), price,
-                                                  lookback, source), names))
+            pages = list(
+                pool.map(
+                    lambda p: _poll(client, p, marks.get(p), price, lookback, source),
+                    names,
+                )
+            )
             load_pages(wh, pages, source)
             refresh_m5(wh, [p.pair for p in pages if len(p.rows)])
             committed = time.time()

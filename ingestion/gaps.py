@@ -122,14 +122,19 @@ def repair_gaps(
         start = gap.start
         while start < gap.end:
             end = min(gap.end, start + MAX_MINUTES * MINUTE)
-            params = {"granularity": "M1", "price": price,
-                      "from": format_unix(start.value), "to": format_unix(end.value)}
+            params = {
+                "granularity": "M1",
+                "price": price,
+                "from": format_unix(start.value),
+                "to": format_unix(end.value),
+            }
             what = f"{gap.pair} M1 {start:%Y-%m-%dT%H:%M}Z..{end:%Y-%m-%dT%H:%M}Z"
             body = client.candles(gap.pair, params, what)
             result.requests += 1
             page = parse_candles(body, gap.pair, price, source)
-            rows = page.rows[(page.rows["bar_start"] >= start)
-                             & (page.rows["bar_start"] < end)]
+            rows = page.rows[
+                (page.rows["bar_start"] >= start) & (page.rows["bar_start"] < end)
+            ]
             if len(page.rejects):
                 result.rejected += wh.quarantine(page.rejects)
             if len(rows):
@@ -141,10 +146,16 @@ def repair_gaps(
             for run in _runs(gap.pair, pd.DatetimeIndex(empty)):
                 wh.execute(
                     "insert into raw.candle_gaps_confirmed "
-                    "(pair, gap_start, gap_end, minutes, source) values (?, ?, ?, ?, ?) "
+                    "(pair, gap_start, gap_end, minutes, source) "
+                    "values (?, ?, ?, ?, ?) "
                     "on conflict (pair, gap_start) do nothing",
-                    [run.pair, run.start.to_pydatetime(), run.end.to_pydatetime(),
-                     run.minutes, source],
+                    [
+                        run.pair,
+                        run.start.to_pydatetime(),
+                        run.end.to_pydatetime(),
+                        run.minutes,
+                        source,
+                    ],
                 )
                 result.confirmed_minutes += run.minutes
             start = end
@@ -193,7 +204,8 @@ def _end(wh: Warehouse, pair: str, stored: pd.DatetimeIndex) -> pd.Timestamp:
 
 def _confirmed_mask(wh: Warehouse, pair: str, minutes: pd.DatetimeIndex) -> np.ndarray:
     df = wh.query_df(
-        "select gap_start, gap_end from raw.candle_gaps_confirmed where pair = ?", [pair]
+        "select gap_start, gap_end from raw.candle_gaps_confirmed where pair = ?",
+        [pair],
     )
     mask = np.zeros(len(minutes), dtype=bool)
     for row in df.itertuples(index=False):

@@ -76,9 +76,7 @@ def _refresh_sql(kind: str) -> str:
     """
 
 
-def refresh_m5(
-    wh: Warehouse, pairs: list[str], since: Any | None = None
-) -> None:
+def refresh_m5(wh: Warehouse, pairs: list[str], since: Any | None = None) -> None:
     """Rebuild the 5-minute buckets of ``pairs`` from the newest stored one on.
 
     Args:

@@ -7,8 +7,6 @@ and exit 1. ``register(ingest_app, root_app)`` adds them to the ``bqx`` command.
 
 from __future__ import annotations
 
-from typing import Optional
-
 import typer
 from rich.table import Table
 
@@ -49,9 +47,13 @@ def _domain_errors() -> tuple[type[BaseException], ...]:
 def backfill_command(
     pairs: str = typer.Option(..., "--pairs", help=PAIRS_HELP),
     since: str = typer.Option(..., "--since", help="Start (UTC), e.g. 2024-01-01."),
-    until: Optional[str] = typer.Option(None, "--until", help="End (UTC, exclusive)."),
-    price: str = typer.Option("M", "--price", help="M (mid) or MBA (+bid/ask, spread)."),
-    rate: float = typer.Option(100.0, "--rate", help="Requests per second, all workers."),
+    until: str | None = typer.Option(None, "--until", help="End (UTC, exclusive)."),
+    price: str = typer.Option(
+        "M", "--price", help="M (mid) or MBA (+bid/ask, spread)."
+    ),
+    rate: float = typer.Option(
+        100.0, "--rate", help="Requests per second, all workers."
+    ),
     workers: int = typer.Option(8, "--workers", help="Pairs fetched concurrently."),
     page_size: int = typer.Option(5000, "--page-size", help="Candles per request."),
     timeout: float = typer.Option(10.0, "--timeout", help="Seconds per request."),
@@ -70,8 +72,12 @@ def backfill_command(
     try:
         settings = load_settings()
         names = _pairs(settings, pairs)
-        client = OandaClient(settings, RateLimiter(rate), timeout=timeout,
-                             retry=RetryPolicy(attempts=retries + 1))
+        client = OandaClient(
+            settings,
+            RateLimiter(rate),
+            timeout=timeout,
+            retry=RetryPolicy(attempts=retries + 1),
+        )
         with RichProgress(console) as bars:
             summary = backfill(
                 settings, names, since, until, price=price, workers=workers,
@@ -87,8 +93,13 @@ def backfill_command(
 def _print_summary(summary) -> None:
     table = Table("pair", "from", "pages", "bars", "rejected")
     for s in summary.pairs.values():
-        table.add_row(s.pair, f"{s.start:%Y-%m-%d %H:%M}", str(s.pages), str(s.bars),
-                      str(s.rejected))
+        table.add_row(
+            s.pair,
+            f"{s.start:%Y-%m-%d %H:%M}",
+            str(s.pages),
+            str(s.bars),
+            str(s.rejected),
+        )
     console.print(table)
     r = summary.loaded
     rate = summary.bars / summary.wall_s if summary.wall_s else 0.0
@@ -103,11 +114,13 @@ def _print_summary(summary) -> None:
 def follow_command(
     pairs: str = typer.Option("all", "--pairs", help=PAIRS_HELP),
     interval: float = typer.Option(2.0, "--interval", help="Seconds between polls."),
-    price: str = typer.Option("M", "--price", help="M (mid) or MBA (+bid/ask, spread)."),
+    price: str = typer.Option(
+        "M", "--price", help="M (mid) or MBA (+bid/ask, spread)."
+    ),
     lookback: int = typer.Option(
         500, "--lookback", help="Candles to fetch for a pair with no watermark yet."
     ),
-    max_polls: Optional[int] = typer.Option(None, "--max-polls", help="Stop after N."),
+    max_polls: int | None = typer.Option(None, "--max-polls", help="Stop after N."),
 ) -> None:
     """Poll OANDA and append newly completed M1 candles (and raw.candles_m5).
 
@@ -122,8 +135,10 @@ def follow_command(
 
     _quiet_library_logs()
     stop = threading.Event()
-    previous = {s: signal.signal(s, lambda *_: stop.set())
-                for s in (signal.SIGINT, signal.SIGTERM)}
+    previous = {
+        s: signal.signal(s, lambda *_: stop.set())
+        for s in (signal.SIGINT, signal.SIGTERM)
+    }
 
     def on_poll(result) -> None:
         new = sum(len(v) for v in result.new_bars.values())
@@ -136,22 +151,31 @@ def follow_command(
     try:
         settings = load_settings()
         names = _pairs(settings, pairs)
-        stats = follow(settings, names, interval=interval, price=_check_price(price),
-                       lookback=lookback, stop=stop, max_polls=max_polls,
-                       on_poll=on_poll)
+        stats = follow(
+            settings,
+            names,
+            interval=interval,
+            price=_check_price(price),
+            lookback=lookback,
+            stop=stop,
+            max_polls=max_polls,
+            on_poll=on_poll,
+        )
     except _domain_errors() as exc:
         raise _fail(exc) from None
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    console.print(f"stopped after {stats.polls} polls: {stats.bars} bars appended, "
-                  f"{stats.rejected} rejected")
+    console.print(
+        f"stopped after {stats.polls} polls: {stats.bars} bars appended, "
+        f"{stats.rejected} rejected"
+    )
 
 
 def gaps_command(
     pairs: str = typer.Option("all", "--pairs", help=PAIRS_HELP),
-    since: Optional[str] = typer.Option(None, "--since", help="Start (UTC)."),
-    until: Optional[str] = typer.Option(None, "--until", help="End (UTC, exclusive)."),
+    since: str | None = typer.Option(None, "--since", help="Start (UTC)."),
+    until: str | None = typer.Option(None, "--until", help="End (UTC, exclusive)."),
     repair: bool = typer.Option(False, "--repair", help="Ask the API to fill them."),
     price: str = typer.Option("M", "--price", help="Price components for --repair."),
     show: int = typer.Option(20, "--show", help="Longest gaps to list."),
@@ -197,24 +221,30 @@ def _print_gaps(gaps, report, show: int) -> None:
     if longest:
         top = Table("pair", "from (UTC)", "to (UTC)", "minutes", title="longest gaps")
         for g in longest:
-            top.add_row(g.pair, f"{g.start:%Y-%m-%d %H:%M}", f"{g.end:%Y-%m-%d %H:%M}",
-                        str(g.minutes))
+            top.add_row(
+                g.pair,
+                f"{g.start:%Y-%m-%d %H:%M}",
+                f"{g.end:%Y-%m-%d %H:%M}",
+                str(g.minutes),
+            )
         console.print(top)
     console.print(f"{len(gaps)} gaps, {sum(g.minutes for g in gaps)} missing minutes")
 
 
 def fake_serve_command(
     pairs: str = typer.Option("all", "--pairs", help=PAIRS_HELP),
-    since: Optional[str] = typer.Option(None, "--since", help="First bar (UTC)."),
-    until: Optional[str] = typer.Option(None, "--until", help="End of data (UTC)."),
-    days: int = typer.Option(7, "--days", help="Days of bars when --since is not given."),
+    since: str | None = typer.Option(None, "--since", help="First bar (UTC)."),
+    until: str | None = typer.Option(None, "--until", help="End of data (UTC)."),
+    days: int = typer.Option(
+        7, "--days", help="Days of bars when --since is not given."
+    ),
     seed: int = typer.Option(7, "--seed", help="Simulator seed."),
-    csv_dir: Optional[str] = typer.Option(None, "--csv-dir", help="Serve bar files."),
+    csv_dir: str | None = typer.Option(None, "--csv-dir", help="Serve bar files."),
     port: int = typer.Option(0, "--port", help="Port on 127.0.0.1 (0: a free one)."),
     speed: float = typer.Option(
         0.0, "--speed", help="Clock speed x real time from --start-at (0: frozen)."
     ),
-    start_at: Optional[str] = typer.Option(
+    start_at: str | None = typer.Option(
         None, "--start-at", help="Clock time (UTC) to start at (default: newest bar)."
     ),
 ) -> None:
@@ -242,8 +272,12 @@ def fake_serve_command(
     except (*_domain_errors(), FileNotFoundError) as exc:
         raise _fail(exc) from None
     token = settings.oanda_token.get_secret_value() or "bqx-fake-token"
-    fake = FakeOanda(market, token=token, account=settings.oanda_account or
-                     "101-001-0000000-001", port=port)
+    fake = FakeOanda(
+        market,
+        token=token,
+        account=settings.oanda_account or "101-001-0000000-001",
+        port=port,
+    )
     if start_at or speed:
         from ingestion.oanda.timefmt import to_ns
 
@@ -261,11 +295,13 @@ def fake_serve_command(
 
 
 def register(ingest_app: typer.Typer, root_app: typer.Typer) -> None:
-    """Add ``backfill``, ``follow``, ``gaps`` to ``bqx ingest`` and ``bqx oanda-fake``."""
+    """Add ``backfill``, ``follow``, ``gaps`` to ``ingest``; ``oanda-fake`` to root."""
     ingest_app.command("backfill")(backfill_command)
     ingest_app.command("follow")(follow_command)
     ingest_app.command("gaps")(gaps_command)
-    fake_app = typer.Typer(help="The local OANDA v20 fake server.", no_args_is_help=True)
+    fake_app = typer.Typer(
+        help="The local OANDA v20 fake server.", no_args_is_help=True
+    )
     fake_app.command("serve")(fake_serve_command)
     root_app.add_typer(fake_app, name="oanda-fake")
 

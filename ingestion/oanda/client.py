@@ -105,7 +105,8 @@ def environment_name(settings: Settings) -> str:
     url = settings.oanda_url.rstrip("/")
     if not url.startswith(("http://", "https://")):
         raise OandaConfigError(
-            f"BQX_OANDA_URL must be an http(s) URL when BQX_OANDA_ENV=custom, got {url!r}"
+            "BQX_OANDA_URL must be an http(s) URL when BQX_OANDA_ENV=custom, "
+            f"got {url!r}"
         )
     v20_module.TRADING_ENVIRONMENTS[CUSTOM_ENV] = {"api": url, "stream": url}
     return CUSTOM_ENV
@@ -178,7 +179,8 @@ class OandaClient:
         if since:
             params["since"] = since
         return self._call(
-            lambda: PricingInfo(self.account, params=params), "pricing " + ",".join(pairs)
+            lambda: PricingInfo(self.account, params=params),
+            "pricing " + ",".join(pairs),
         )
 
     def _call(self, make_endpoint, what: str) -> dict:
@@ -197,7 +199,9 @@ class OandaClient:
         retrying = Retrying(
             stop=stop_after_attempt(self.retry.attempts),
             wait=wait_exponential_jitter(
-                initial=self.retry.initial, max=self.retry.maximum, jitter=self.retry.jitter
+                initial=self.retry.initial,
+                max=self.retry.maximum,
+                jitter=self.retry.jitter,
             ),
             retry=retry_if_exception(is_transient),
             before_sleep=self._log_retry,
@@ -207,10 +211,16 @@ class OandaClient:
             return retrying(attempt)
         except (V20Error, *TRANSIENT_ERRORS, requests.RequestException) as exc:
             status, detail = describe(exc)
-            tries = "" if not is_transient(exc) else f" after {self.retry.attempts} attempts"
+            tries = (
+                ""
+                if not is_transient(exc)
+                else f" after {self.retry.attempts} attempts"
+            )
             code = f"HTTP {status}" if status else "no HTTP status"
             raise OandaRequestError(
-                f"{what}: request failed{tries} (last: {code}, {detail})", status, detail
+                f"{what}: request failed{tries} (last: {code}, {detail})",
+                status,
+                detail,
             ) from exc
 
     def _log_retry(self, state: RetryCallState) -> None:
@@ -218,4 +228,6 @@ class OandaClient:
             self.retries += 1
         exc = state.outcome.exception() if state.outcome else None
         status, detail = describe(exc) if exc else (None, "")
-        log.warning("retrying after %s %s (attempt %d)", status, detail, state.attempt_number)
+        log.warning(
+            "retrying after %s %s (attempt %d)", status, detail, state.attempt_number
+        )

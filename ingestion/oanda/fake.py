@@ -168,12 +168,18 @@ class FakeOanda:
         return str(10_000_000 + next(self._ids))
 
     # -- endpoints -----------------------------------------------------------
-    def candles(self, instrument: str, query: dict[str, str], unix: bool) -> tuple[bytes, list]:
+    def candles(
+        self, instrument: str, query: dict[str, str], unix: bool
+    ) -> tuple[bytes, list]:
         """Body of ``GET /v3/instruments/{instrument}/candles`` and faults to apply."""
         if instrument not in self.market.pairs:
             raise invalid("instrument")
         price = query.get("price", "M")
-        if not price or any(ch not in "MBA" for ch in price) or len(set(price)) < len(price):
+        if (
+            not price
+            or any(ch not in "MBA" for ch in price)
+            or len(set(price)) < len(price)
+        ):
             raise invalid("price")
         granularity = query.get("granularity", "S5")
         if granularity not in GRANULARITIES:
@@ -188,12 +194,19 @@ class FakeOanda:
         end = _time(query, "to")
         now = self.clock.now()
         if count is not None and start is not None and end is not None:
-            raise ApiError(400, "Invalid value specified for 'count'. 'count' cannot "
-                           "be specified when both 'from' and 'to' are specified")
+            raise ApiError(
+                400,
+                "Invalid value specified for 'count'. 'count' cannot "
+                "be specified when both 'from' and 'to' are specified",
+            )
         if end is not None and end > now * NS:
-            raise ApiError(400, "Invalid value specified for 'to'. Time is in the future")
+            raise ApiError(
+                400, "Invalid value specified for 'to'. Time is in the future"
+            )
         if start is not None and end is not None and end < start:
-            raise ApiError(400, "Invalid value specified for 'to'. 'to' is before 'from'")
+            raise ApiError(
+                400, "Invalid value specified for 'to'. 'to' is before 'from'"
+            )
         faults = self.faults.pick(instrument)
         vis = self.market.visible(instrument, granularity, align, now)
         starts = vis.series.start[: vis.n] * NS
@@ -209,7 +222,9 @@ class FakeOanda:
             else:
                 hi = min(lo + count, vis.n)
         else:
-            hi = vis.n if end is None else int(np.searchsorted(starts, end, side="left"))
+            hi = (
+                vis.n if end is None else int(np.searchsorted(starts, end, side="left"))
+            )
             lo = max(0, hi - count)
         indices = list(range(lo, max(lo, hi)))
         kinds = {f.kind for f in faults}
@@ -222,19 +237,28 @@ class FakeOanda:
         if "wrong_instrument" in kinds:
             others = [p for p in self.market.pairs if p != instrument] or ["XAU_USD"]
             name = others[0]
-        body = self._candles_body(name, instrument, granularity, price, vis, indices,
-                                  smooth, unix)
+        body = self._candles_body(
+            name, instrument, granularity, price, vis, indices, smooth, unix
+        )
         return body, faults
 
-    def _candles_body(self, name, instrument, granularity, price, vis, indices,
-                      smooth, unix) -> bytes:
+    def _candles_body(
+        self, name, instrument, granularity, price, vis, indices, smooth, unix
+    ) -> bytes:
         s = vis.series
         digits = self.market.digits[instrument]
         half = self.market.half_spread[instrument]
         fmt_time = format_unix if unix else format_rfc3339
         corrupt = self.corruptions if granularity == "M1" else {}
-        components = [(key, d) for code, key, d in (("M", "mid", 0.0),
-                      ("B", "bid", -half), ("A", "ask", half)) if code in price]
+        components = [
+            (key, d)
+            for code, key, d in (
+                ("M", "mid", 0.0),
+                ("B", "bid", -half),
+                ("A", "ask", half),
+            )
+            if code in price
+        ]
         parts = []
         for i in indices:
             if vis.partial is not None and i == vis.n - 1:
@@ -254,15 +278,20 @@ class FakeOanda:
                     for key, d in components
                 )
                 flag = "true" if complete else "false"
-                parts.append(f'{{"complete":{flag},"volume":{int(v)},'
-                             f'"time":"{fmt_time(t * NS)}"{quotes}}}')
+                parts.append(
+                    f'{{"complete":{flag},"volume":{int(v)},'
+                    f'"time":"{fmt_time(t * NS)}"{quotes}}}'
+                )
                 continue
             candle: dict[str, Any] = {
-                "complete": complete, "volume": int(v), "time": fmt_time(t * NS)
+                "complete": complete,
+                "volume": int(v),
+                "time": fmt_time(t * NS),
             }
             for key, d in components:
-                candle[key] = {k: f"{x + d:.{digits}f}"
-                               for k, x in zip("ohlc", (o, h, lo, c))}
+                candle[key] = {
+                    k: f"{x + d:.{digits}f}" for k, x in zip("ohlc", (o, h, lo, c))
+                }
             _apply_corruption(candle, kind, price, unix)
             parts.append(json.dumps(candle, separators=(",", ":")))
         head = json.dumps({"instrument": name, "granularity": granularity})[:-1]
@@ -274,8 +303,11 @@ class FakeOanda:
         instruments = self._instruments(query)
         since = _time(query, "since")
         now = self.clock.now()
-        prices = [p for p in self.prices(instruments, now, unix)
-                  if since is None or p.pop("_t") > since]
+        prices = [
+            p
+            for p in self.prices(instruments, now, unix)
+            if since is None or p.pop("_t") > since
+        ]
         for p in prices:
             p.pop("_t", None)
         fmt_time = format_unix if unix else format_rfc3339
@@ -379,18 +411,20 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "bqx-oanda-fake/1"
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         """Quiet: no access log on stderr."""
 
     @property
     def fake(self) -> FakeOanda:
         return self.server.fake  # type: ignore[attr-defined]
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         fake = self.fake
         request_id = fake.next_request_id()
         url = urlparse(self.path)
-        query = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
+        query = {
+            k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()
+        }
         parts = [unquote(p) for p in url.path.strip("/").split("/")]
         try:
             if self.headers.get("Authorization") != f"Bearer {fake.token}":
@@ -401,9 +435,17 @@ class _Handler(BaseHTTPRequestHandler):
             unix = fmt == "UNIX"
             if fake.latency:
                 time.sleep(fake.latency)
-            if len(parts) == 4 and parts[:2] == ["v3", "instruments"] and parts[3] == "candles":
+            if (
+                len(parts) == 4
+                and parts[:2] == ["v3", "instruments"]
+                and parts[3] == "candles"
+            ):
                 body, faults = fake.candles(parts[2], query, unix)
-            elif len(parts) == 4 and parts[:2] == ["v3", "accounts"] and parts[3] == "pricing":
+            elif (
+                len(parts) == 4
+                and parts[:2] == ["v3", "accounts"]
+                and parts[3] == "pricing"
+            ):
                 faults = fake.faults.pick(None)
                 body = fake.pricing(parts[2], query, unix)
             elif parts[:2] == ["v3", "accounts"] and parts[3:] == ["pricing", "stream"]:
@@ -422,9 +464,13 @@ class _Handler(BaseHTTPRequestHandler):
         for fault in faults:
             if fault.kind.isdigit():
                 status = int(fault.kind)
-                payload = b"" if status == 429 else json.dumps(
-                    {"errorMessage": "Service unavailable, please try again later"}
-                ).encode()
+                payload = (
+                    b""
+                    if status == 429
+                    else json.dumps(
+                        {"errorMessage": "Service unavailable, please try again later"}
+                    ).encode()
+                )
                 self._send(status, payload, request_id)
                 return
             if fault.kind == "slow":
@@ -470,8 +516,11 @@ class _Handler(BaseHTTPRequestHandler):
                         self._chunk(json.dumps(p))
                 if time.monotonic() - beat >= fake.heartbeat_s:
                     beat = time.monotonic()
-                    self._chunk(json.dumps(
-                        {"type": "HEARTBEAT", "time": fmt_time(int(now * NS))}))
+                    self._chunk(
+                        json.dumps(
+                            {"type": "HEARTBEAT", "time": fmt_time(int(now * NS))}
+                        )
+                    )
                 time.sleep(0.25)
         except (BrokenPipeError, ConnectionResetError, OSError):
             pass

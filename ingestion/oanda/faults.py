@@ -42,7 +42,9 @@ class Fault:
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS and not (self.kind.isdigit() and len(self.kind) == 3):
-            raise ValueError(f"unknown fault kind {self.kind!r}: use {KINDS} or a status")
+            raise ValueError(
+                f"unknown fault kind {self.kind!r}: use {KINDS} or a status"
+            )
 
     def matches(self, pair: str | None) -> bool:
         """Count a request and tell whether this fault fires on it."""

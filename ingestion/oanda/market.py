@@ -29,7 +29,15 @@ FIXED_SECONDS = {
 CALENDAR = ("D", "W", "M")
 SUB_MINUTE = ("S5", "S10", "S15", "S30")
 GRANULARITIES = SUB_MINUTE + tuple(FIXED_SECONDS) + CALENDAR
-WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+WEEKDAYS = (
+    "Monday",
+    "Tuesday",
+    "Wednesday",
+    "Thursday",
+    "Friday",
+    "Saturday",
+    "Sunday",
+)
 
 
 @dataclass(frozen=True)
@@ -85,7 +93,7 @@ class FakeMarket:
         digits: dict[str, int] | None = None,
         half_spread: dict[str, float] | None = None,
     ) -> None:
-        """Build from a frame with ``pair, bar_start, open, high, low, close, volume``."""
+        """Build from a frame of ``pair, bar_start, open, high, low, close, volume``."""
         self._m1: dict[str, Candles] = {}
         self.digits: dict[str, int] = {}
         self.half_spread: dict[str, float] = {}
@@ -112,7 +120,10 @@ class FakeMarket:
 
     @classmethod
     def from_simulator(
-        cls, pairs: list[str], start: str | pd.Timestamp, end: str | pd.Timestamp,
+        cls,
+        pairs: list[str],
+        start: str | pd.Timestamp,
+        end: str | pd.Timestamp,
         seed: int = 7,
     ) -> FakeMarket:
         """Market data from :func:`ingestion.simulator.simulate_bars`."""
@@ -121,7 +132,9 @@ class FakeMarket:
         return cls(simulate_bars(list(pairs), start, end, seed=seed))
 
     @classmethod
-    def from_csv_dir(cls, folder: str | Path, pairs: list[str] | None = None) -> FakeMarket:
+    def from_csv_dir(
+        cls, folder: str | Path, pairs: list[str] | None = None
+    ) -> FakeMarket:
         """Market data from ``<PAIR>_<YYYYMM>.csv.gz`` bar files (``time,open,...``).
 
         Prices keep the number of decimals found in the files.
@@ -169,7 +182,9 @@ class FakeMarket:
             align = Alignment()
         return self._series(pair, granularity, align)
 
-    def visible(self, pair: str, granularity: str, align: Alignment, now: float) -> Visible:
+    def visible(
+        self, pair: str, granularity: str, align: Alignment, now: float
+    ) -> Visible:
         """The candles of ``pair`` that have started before ``now`` (UNIX seconds)."""
         series = self.series(pair, granularity, align)
         n = int(np.searchsorted(series.start, now, side="left"))
@@ -178,13 +193,13 @@ class FakeMarket:
         m1 = self._m1[pair]
         lo = int(np.searchsorted(m1.start, series.start[n - 1], side="left"))
         hi = int(np.searchsorted(m1.start, now, side="left"))
-        o, h, l, c, v = _partial_m1(m1, hi - 1, now)
+        o, h, low, c, v = _partial_m1(m1, hi - 1, now)
         if hi - 1 > lo:
             h = max(h, float(m1.h[lo : hi - 1].max()))
-            l = min(l, float(m1.l[lo : hi - 1].min()))  # noqa: E741
+            low = min(low, float(m1.l[lo : hi - 1].min()))
             v += int(m1.volume[lo : hi - 1].sum())
             o = float(m1.o[lo])
-        return Visible(series, n, (o, h, l, c, v))
+        return Visible(series, n, (o, h, low, c, v))
 
     def complete_bars(self, now: float | None = None) -> pd.DataFrame:
         """The complete M1 bars (ended by ``now``) of every pair as a frame."""
@@ -226,14 +241,16 @@ class FakeMarket:
         )
 
 
-def _partial_m1(m1: Candles, i: int, now: float) -> tuple[float, float, float, float, int]:
+def _partial_m1(
+    m1: Candles, i: int, now: float
+) -> tuple[float, float, float, float, int]:
     """Values of M1 bar ``i`` seen ``now - start`` seconds into the minute."""
     frac = min(max((now - m1.start[i]) / 60.0, 0.0), 1.0)
     o = float(m1.o[i])
     c = o + (float(m1.c[i]) - o) * frac
     h = max(o, c, o + (float(m1.h[i]) - o) * frac)
-    l = min(o, c, o + (float(m1.l[i]) - o) * frac)  # noqa: E741
-    return o, h, l, c, max(1, int(m1.volume[i] * frac))
+    low = min(o, c, o + (float(m1.l[i]) - o) * frac)
+    return o, h, low, c, max(1, int(m1.volume[i] * frac))
 
 
 def _epoch_seconds(values: pd.Series) -> np.ndarray:

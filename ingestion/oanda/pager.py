@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import pandas as pd
 
 from ingestion.oanda.client import OandaClient
 from ingestion.oanda.parse import Page, parse_candles
-from ingestion.oanda.timefmt import NS, format_rfc3339, format_unix
+from ingestion.oanda.timefmt import format_rfc3339, format_unix
 
 MAX_COUNT = 5000
 
@@ -41,7 +41,9 @@ class PageRequest:
     def describe(self, cursor_ns: int) -> str:
         """``EUR_USD M1 2024-01-02T00:00:00Z..now`` for messages."""
         end = format_rfc3339(self.until_ns)[:19] + "Z" if self.until_ns else "now"
-        return f"{self.pair} {self.granularity} {format_rfc3339(cursor_ns)[:19]}Z..{end}"
+        return (
+            f"{self.pair} {self.granularity} {format_rfc3339(cursor_ns)[:19]}Z..{end}"
+        )
 
 
 def iter_pages(

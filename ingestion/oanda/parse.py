@@ -56,8 +56,11 @@ def parse_candles(
         raise ValueError(f"{pair}: answer has no 'candles' list")
     times = [_time_ns(c) for c in candles]
     received = len({t for t in times if t is not None})
-    good_times = [t for t, c in zip(times, candles) if t is not None
-                  and isinstance(c, dict) and c.get("complete") is not False]
+    good_times = [
+        t
+        for t, c in zip(times, candles)
+        if t is not None and isinstance(c, dict) and c.get("complete") is not False
+    ]
     last_ns = max(good_times) if good_times else None
     reasons: list[str | None]
     if body.get("instrument") != pair:
@@ -74,7 +77,11 @@ def parse_candles(
         elif why is None:
             keep.append(i)
         else:
-            ref = f"{pair}:{format_rfc3339(t)}" if t is not None else f"{pair}:#{i}:{json.dumps(c, sort_keys=True)[:120]}"
+            ref = (
+                f"{pair}:{format_rfc3339(t)}"
+                if t is not None
+                else f"{pair}:#{i}:{json.dumps(c, sort_keys=True)[:120]}"
+            )
             rejects.append((source, ref, pair, json.dumps(c, sort_keys=True), why))
     rows = _rows([candles[i] for i in keep], [times[i] for i in keep], pair, price)
     rej = pd.DataFrame(rejects, columns=REJECT_COLUMNS).drop_duplicates("record_ref")
@@ -97,7 +104,8 @@ def _problems(
     try:
         cols = {
             (key, f): np.array([c[key][f] for c in candles], dtype=object)
-            for key, _ in (COMPONENTS[p] for p in price) for f in "ohlc"
+            for key, _ in (COMPONENTS[p] for p in price)
+            for f in "ohlc"
         }
         volumes = [c["volume"] for c in candles]
         flags = [c["complete"] for c in candles]
@@ -116,11 +124,15 @@ def _problems(
     bad |= np.array([t is None or t % (step_s * NS) != 0 for t in times], dtype=bool)
     bad |= np.array([type(v) is not int or v < 0 for v in volumes], dtype=bool)
     bad |= np.array([type(f) is not bool for f in flags], dtype=bool)
-    return [candle_problem(candles[i], times[i], price, step_s) if b else None
-            for i, b in enumerate(bad)]
+    return [
+        candle_problem(candles[i], times[i], price, step_s) if b else None
+        for i, b in enumerate(bad)
+    ]
 
 
-def candle_problem(candle: object, t: int | None, price: str, step_s: int) -> str | None:
+def candle_problem(
+    candle: object, t: int | None, price: str, step_s: int
+) -> str | None:
     """Why ``candle`` cannot be loaded, or None."""
     if not isinstance(candle, dict):
         return "candle is not a JSON object"
@@ -156,7 +168,10 @@ def candle_problem(candle: object, t: int | None, price: str, step_s: int) -> st
             return f"high {quote['h']} < low {quote['l']} in {key}"
         for f in "oc":
             if not values["l"] <= values[f] <= values["h"]:
-                return f"{key}.{f} {quote[f]} outside [low {quote['l']}, high {quote['h']}]"
+                return (
+                    f"{key}.{f} {quote[f]} outside "
+                    f"[low {quote['l']}, high {quote['h']}]"
+                )
     return None
 
 
@@ -174,18 +189,27 @@ def _rows(candles: list, times: list[int], pair: str, price: str) -> pd.DataFram
         ask = pd.to_numeric(pd.Series(data["ask_close"], dtype=object))
         bid = pd.to_numeric(pd.Series(data["bid_close"], dtype=object))
         data["spread"] = (ask - bid).round(6).to_numpy()
-    df = pd.DataFrame(data) if candles else pd.DataFrame(
-        {k: pd.Series(dtype=object) for k in data} | {
-            "bar_start": pd.Series(dtype="datetime64[ns, UTC]"),
-            "volume": pd.Series(dtype="int64"),
-        }
+    df = (
+        pd.DataFrame(data)
+        if candles
+        else pd.DataFrame(
+            {k: pd.Series(dtype=object) for k in data}
+            | {
+                "bar_start": pd.Series(dtype="datetime64[ns, UTC]"),
+                "volume": pd.Series(dtype="int64"),
+            }
+        )
     )
     if "open" not in df:  # no mid asked: the mid columns are the bid/ask average
         for name in OHLC.values():
             if f"bid_{name}" in df and f"ask_{name}" in df:
-                mid = (pd.to_numeric(df[f"bid_{name}"]) + pd.to_numeric(df[f"ask_{name}"])) / 2
+                mid = (
+                    pd.to_numeric(df[f"bid_{name}"]) + pd.to_numeric(df[f"ask_{name}"])
+                ) / 2
                 df[name] = mid.round(6)
             else:
                 df[name] = df.get(f"bid_{name}", df.get(f"ask_{name}"))
     df["pair"] = pair
-    return df.drop_duplicates("bar_start", keep="last").sort_values("bar_start", ignore_index=True)
+    return df.drop_duplicates("bar_start", keep="last").sort_values(
+        "bar_start", ignore_index=True
+    )

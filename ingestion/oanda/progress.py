@@ -51,6 +51,8 @@ class RichProgress:
         task = self._tasks[pair]
         done = self.progress.tasks[task].completed
         self.progress.update(
-            task, total=max(done, 1), completed=max(done, 1),
+            task,
+            total=max(done, 1),
+            completed=max(done, 1),
             description=pair if ok else f"[red]{pair}",
         )

@@ -26,7 +26,9 @@ class RateLimiter:
         """Take one token, sleeping until one is free; returns the seconds waited."""
         with self._lock:
             now = time.monotonic()
-            self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
+            self._tokens = min(
+                self.burst, self._tokens + (now - self._stamp) * self.rate
+            )
             self._stamp = now
             self._tokens -= 1.0
             wait = -self._tokens / self.rate if self._tokens < 0 else 0.0

@@ -21,7 +21,8 @@ def read_watermarks(wh: Warehouse, pairs: list[str]) -> dict[str, pd.Timestamp]:
         return {}
     marks = ", ".join("?" for _ in pairs)
     df = wh.query_df(
-        f"select pair, last_bar_start from raw.ingest_watermarks where pair in ({marks})",
+        "select pair, last_bar_start from raw.ingest_watermarks "
+        f"where pair in ({marks})",
         list(pairs),
     )
     return {
@@ -47,8 +48,9 @@ def load_pages(wh: Warehouse, pages: list[Page], source: str) -> tuple[LoadResul
     if not frames and not marks:
         return LoadResult(0, 0, 0), quarantined
     rows = (
-        pd.concat(frames, ignore_index=True)
-        .drop_duplicates(["pair", "bar_start"], keep="last")
+        pd.concat(frames, ignore_index=True).drop_duplicates(
+            ["pair", "bar_start"], keep="last"
+        )
         if frames
         else pages[0].rows
     )

@@ -48,7 +48,7 @@ def point_at(settings, fake: FakeOanda):
     )
 
 
-def _stored(settings, pairs=None) -> "list[tuple]":
+def _stored(settings, pairs=None) -> list[tuple]:
     """Rows of raw.candles_m1 as (pair, bar_start, o, h, l, c, volume) Decimals."""
     from decimal import Decimal
 
@@ -65,13 +65,20 @@ def _stored(settings, pairs=None) -> "list[tuple]":
     if pairs:
         df = df[df["pair"].isin(pairs)]
     return [
-        (r.pair, pd.Timestamp(r.bar_start).tz_convert("UTC"), Decimal(r.o),
-         Decimal(r.h), Decimal(r.l), Decimal(r.c), int(r.volume))
+        (
+            r.pair,
+            pd.Timestamp(r.bar_start).tz_convert("UTC"),
+            Decimal(r.o),
+            Decimal(r.h),
+            Decimal(r.l),
+            Decimal(r.c),
+            int(r.volume),
+        )
         for r in df.itertuples(index=False)
     ]
 
 
-def _expected(fake, pairs=None) -> "list[tuple]":
+def _expected(fake, pairs=None) -> list[tuple]:
     """The fake's complete M1 bars in the same shape as :func:`_stored`."""
     from decimal import Decimal
 
@@ -82,8 +89,14 @@ def _expected(fake, pairs=None) -> "list[tuple]":
     out = []
     for r in df.itertuples(index=False):
         d = fake.market.digits[r.pair]
-        out.append((r.pair, r.bar_start, *(Decimal(f"{x:.{d}f}") for x in
-                    (r.open, r.high, r.low, r.close)), int(r.volume)))
+        out.append(
+            (
+                r.pair,
+                r.bar_start,
+                *(Decimal(f"{x:.{d}f}") for x in (r.open, r.high, r.low, r.close)),
+                int(r.volume),
+            )
+        )
     return out
 
 

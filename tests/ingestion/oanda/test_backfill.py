@@ -19,11 +19,16 @@ def run(settings, pairs=PAIRS, **kwargs):
     from ingestion.oanda.client import OandaClient
     from ingestion.oanda.ratelimit import RateLimiter
 
-    client = OandaClient(settings, RateLimiter(kwargs.pop("rate", 500.0)),
-                         timeout=kwargs.pop("timeout", 2.0),
-                         retry=kwargs.pop("retry", FAST_RETRY))
+    client = OandaClient(
+        settings,
+        RateLimiter(kwargs.pop("rate", 500.0)),
+        timeout=kwargs.pop("timeout", 2.0),
+        retry=kwargs.pop("retry", FAST_RETRY),
+    )
     kwargs.setdefault("page_size", 1000)
-    return backfill(settings, pairs, kwargs.pop("since", SINCE), client=client, **kwargs)
+    return backfill(
+        settings, pairs, kwargs.pop("since", SINCE), client=client, **kwargs
+    )
 
 
 def test_backfill_equals_fake_and_rerun_is_a_no_op(
@@ -42,26 +47,35 @@ def test_backfill_equals_fake_and_rerun_is_a_no_op(
     with open_warehouse(settings) as wh:
         marks = wh.query_df("select pair, last_bar_start from raw.ingest_watermarks")
     last = {p: max(b[1] for b in expected if b[0] == p) for p in PAIRS}
-    assert {r.pair: pd.Timestamp(r.last_bar_start).tz_convert("UTC")
-            for r in marks.itertuples()} == last
+    assert {
+        r.pair: pd.Timestamp(r.last_bar_start).tz_convert("UTC")
+        for r in marks.itertuples()
+    } == last
 
 
-def test_until_then_resume_from_watermark(duck_settings, fake, aim, stored_bars,
-                                          expected_bars):
+def test_until_then_resume_from_watermark(
+    duck_settings, fake, aim, stored_bars, expected_bars
+):
     settings = aim(duck_settings, fake)
     run(settings, until="2024-01-05 12:00")
     part = stored_bars(settings)
     assert part and max(b[1] for b in part) < pd.Timestamp("2024-01-05 12:00", tz="UTC")
-    assert part == [b for b in expected_bars(fake)
-                    if b[1] < pd.Timestamp("2024-01-05 12:00", tz="UTC")]
+    assert part == [
+        b
+        for b in expected_bars(fake)
+        if b[1] < pd.Timestamp("2024-01-05 12:00", tz="UTC")
+    ]
     summary = run(settings)
-    assert all(s.start == pd.Timestamp("2024-01-05 11:59", tz="UTC")
-               for s in summary.pairs.values())
+    assert all(
+        s.start == pd.Timestamp("2024-01-05 11:59", tz="UTC")
+        for s in summary.pairs.values()
+    )
     assert stored_bars(settings) == expected_bars(fake)
 
 
-def test_forming_candle_is_not_stored_until_complete(duck_settings, fake, aim,
-                                                     stored_bars, expected_bars):
+def test_forming_candle_is_not_stored_until_complete(
+    duck_settings, fake, aim, stored_bars, expected_bars
+):
     settings = aim(duck_settings, fake)
     run(settings, pairs=["EUR_USD"])
     last = int(fake.market.m1("EUR_USD").start[-1])
@@ -70,7 +84,9 @@ def test_forming_candle_is_not_stored_until_complete(duck_settings, fake, aim,
     fake.clock.set(last + 60)
     run(settings, pairs=["EUR_USD"])
     assert stored_bars(settings, ["EUR_USD"]) == expected_bars(fake, ["EUR_USD"])
-    assert stored_bars(settings, ["EUR_USD"])[-1][1] == pd.Timestamp(last, unit="s", tz="UTC")
+    assert stored_bars(settings, ["EUR_USD"])[-1][1] == pd.Timestamp(
+        last, unit="s", tz="UTC"
+    )
 
 
 FAULTS = [
@@ -86,8 +102,9 @@ FAULTS = [
 
 
 @pytest.mark.parametrize("kind,opts", FAULTS, ids=[f[0] for f in FAULTS])
-def test_each_fault_ends_identical(duck_settings, fake, aim, stored_bars, expected_bars,
-                                   kind, opts):
+def test_each_fault_ends_identical(
+    duck_settings, fake, aim, stored_bars, expected_bars, kind, opts
+):
     settings = aim(duck_settings, fake)
     fault = fake.faults.add(kind, **opts)
     summary = run(settings, timeout=0.5)
@@ -98,18 +115,22 @@ def test_each_fault_ends_identical(duck_settings, fake, aim, stored_bars, expect
         assert summary.retries >= fault.fired
 
 
-def test_all_faults_at_once_end_identical(any_settings, fake, aim, stored_bars,
-                                          expected_bars):
+def test_all_faults_at_once_end_identical(
+    any_settings, fake, aim, stored_bars, expected_bars
+):
     settings = aim(any_settings, fake)
-    faults = [fake.faults.add(kind, **{**opts, "after": i})
-              for i, (kind, opts) in enumerate(FAULTS)]
+    faults = [
+        fake.faults.add(kind, **{**opts, "after": i})
+        for i, (kind, opts) in enumerate(FAULTS)
+    ]
     summary = run(settings, timeout=0.5, retry=RetryPolicy(8, 0.01, 0.1, 0.02))
     assert all(f.fired for f in faults)
     assert stored_bars(settings) == expected_bars(fake) and summary.rejected == 0
 
 
-def test_rate_limit_fault_and_client_limiter(duck_settings, fake, aim, stored_bars,
-                                             expected_bars):
+def test_rate_limit_fault_and_client_limiter(
+    duck_settings, fake, aim, stored_bars, expected_bars
+):
     settings = aim(duck_settings, fake)
     fake.faults.rate_limit = 6
     summary = run(settings, rate=5.0, page_size=500)
@@ -159,29 +180,36 @@ MALFORMED = {
 }
 
 
-def test_malformed_candles_are_quarantined(any_settings, fake, aim, stored_bars,
-                                           expected_bars):
+def test_malformed_candles_are_quarantined(
+    any_settings, fake, aim, stored_bars, expected_bars
+):
     settings = aim(any_settings, fake)
     for (pair, t), (kind, _) in MALFORMED.items():
         fake.corrupt(pair, t, kind)
     fake.faults.add("wrong_instrument", pair="GBP_USD", after=1, times=1)
     summary = run(settings)
     with open_warehouse(settings) as wh:
-        rej = wh.query_df("select source, record_ref, pair, raw_record, reason "
-                          "from raw.candles_rejected order by record_ref")
+        rej = wh.query_df(
+            "select source, record_ref, pair, raw_record, reason "
+            "from raw.candles_rejected order by record_ref"
+        )
     bad_keys = {(p, pd.Timestamp(t)) for p, t in MALFORMED}
     for (pair, t), (_, words) in MALFORMED.items():
-        hits = rej[rej["record_ref"].str.startswith(pair) & rej["reason"].str.contains(words)]
+        hits = rej[
+            rej["record_ref"].str.startswith(pair) & rej["reason"].str.contains(words)
+        ]
         assert len(hits) == 1, (pair, t, rej)
     wrong = rej[rej["reason"].str.contains("instrument")]
     assert len(wrong) == 1000 and (wrong["pair"] == "GBP_USD").all()
     assert summary.rejected == len(rej) == summary.quarantined
     stored = stored_bars(settings)
     assert not {(b[0], b[1]) for b in stored} & bad_keys
-    wrong_keys = {("GBP_USD", pd.Timestamp(r.split(":", 1)[1]))
-                  for r in wrong["record_ref"]}
-    assert stored == [b for b in expected_bars(fake)
-                      if (b[0], b[1]) not in bad_keys | wrong_keys]
+    wrong_keys = {
+        ("GBP_USD", pd.Timestamp(r.split(":", 1)[1])) for r in wrong["record_ref"]
+    }
+    assert stored == [
+        b for b in expected_bars(fake) if (b[0], b[1]) not in bad_keys | wrong_keys
+    ]
     # a rerun quarantines nothing twice and loads nothing
     fake.faults.clear()
     again = run(settings, since="2024-01-01")
@@ -203,7 +231,8 @@ def test_mba_stores_bid_ask_and_spread(any_settings, fake, aim):
         df = wh.query_df(
             "select cast(open as varchar) o, cast(bid_open as varchar) bo, "
             "cast(ask_open as varchar) ao, cast(ask_close - bid_close as varchar) d, "
-            "cast(spread as varchar) s, source from raw.candles_m1")
+            "cast(spread as varchar) s, source from raw.candles_m1"
+        )
     assert len(df) > 300 and (df["source"] == "oanda:MBA").all()
     from decimal import Decimal
 

@@ -3,27 +3,33 @@ fake's bars, none missing, duplicated or altered (DuckDB and PostgreSQL)."""
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import random
 import signal
-import subprocess
-import sys
 import time
 
 from bqx.warehouse import open_warehouse
+from ingestion.backfill import backfill
+
+FORK = multiprocessing.get_context("fork")
 
 PAIRS = "EUR_USD,USD_JPY,GBP_USD"
 TRIALS = 10
 PAGE = 100
 
 
-def backfill_process(settings) -> subprocess.Popen:
-    env = {**os.environ, **settings.as_env()}
-    cmd = [sys.executable, "-m", "bqx.cli.oanda", "ingest", "backfill",
-           "--pairs", PAIRS, "--since", "2024-01-01", "--page-size", str(PAGE),
-           "--rate", "1000", "--workers", "3"]
-    return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+def _backfill(settings) -> None:
+    backfill(
+        settings, PAIRS.split(","), "2024-01-01", page_size=PAGE, rate=1000, workers=3
+    )
+
+
+def backfill_process(settings) -> multiprocessing.Process:
+    """The backfill in its own (forked) process, so SIGKILL hits only it."""
+    proc = FORK.Process(target=_backfill, args=(settings,), daemon=True)
+    proc.start()
+    return proc
 
 
 def assert_consistent(settings) -> int:
@@ -33,7 +39,8 @@ def assert_consistent(settings) -> int:
         ahead = wh.query_df(
             "select count(*) as n from raw.candles_m1 c left join "
             "raw.ingest_watermarks w using (pair) "
-            "where w.last_bar_start is null or c.bar_start > w.last_bar_start")
+            "where w.last_bar_start is null or c.bar_start > w.last_bar_start"
+        )
         n = wh.query_df("select count(*) as n from raw.candles_m1")
     assert int(ahead["n"][0]) == 0
     return int(n["n"][0])
@@ -53,17 +60,17 @@ def test_sigkill_at_random_points_then_restart_is_exact(
         left = (total - counts[-1]) // PAGE + 3  # requests the run still needs
         target = fake.requests + rng.randint(1, max(2, left * 2 // 3))
         deadline = time.time() + 60
-        while fake.requests < target and proc.poll() is None and time.time() < deadline:
+        while fake.requests < target and proc.is_alive() and time.time() < deadline:
             time.sleep(0.002)
         time.sleep(rng.uniform(0.0, 0.03))
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
+        if proc.is_alive():
+            os.kill(proc.pid, signal.SIGKILL)
             kills += 1
-        proc.wait(timeout=30)
+        proc.join(timeout=30)
         counts.append(assert_consistent(settings))
     proc = backfill_process(settings)
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 0, err
+    proc.join(timeout=120)
+    assert proc.exitcode == 0
     assert kills == TRIALS, (seed, kills, counts)
     assert 0 < counts[-1] < total, (seed, counts)  # the kills hit mid-run
     assert stored_bars(settings) == expected_bars(fake), f"seed {seed}"

@@ -29,14 +29,24 @@ def m5_rows(settings) -> dict:
         df = wh.query_df(
             "select pair, bar_start, cast(open as varchar) o, cast(high as varchar) h, "
             "cast(low as varchar) l, cast(close as varchar) c, volume, complete "
-            "from raw.candles_m5")
-    return {(r.pair, pd.Timestamp(r.bar_start).tz_convert("UTC")):
-            (Decimal(r.o), Decimal(r.h), Decimal(r.l), Decimal(r.c), int(r.volume),
-             bool(r.complete)) for r in df.itertuples(index=False)}
+            "from raw.candles_m5"
+        )
+    return {
+        (r.pair, pd.Timestamp(r.bar_start).tz_convert("UTC")): (
+            Decimal(r.o),
+            Decimal(r.h),
+            Decimal(r.l),
+            Decimal(r.c),
+            int(r.volume),
+            bool(r.complete),
+        )
+        for r in df.itertuples(index=False)
+    }
 
 
-def test_follow_appends_completed_candles_and_m5(any_settings, fake, aim, stored_bars,
-                                                 expected_bars):
+def test_follow_appends_completed_candles_and_m5(
+    any_settings, fake, aim, stored_bars, expected_bars
+):
     settings = aim(any_settings, fake)
     fake.clock.set(T0)
     backfill(settings, PAIRS, FROM)
@@ -54,8 +64,9 @@ def test_follow_appends_completed_candles_and_m5(any_settings, fake, aim, stored
     expected = [b for b in expected_bars(fake) if b[1] >= FROM]
     assert stored_bars(settings) == expected
     # forming candles of the last poll are not stored
-    last_forming = {(p, pd.Timestamp(to_ns(t), unit="ns", tz="UTC"))
-                    for p, t in forming[-1].items()}
+    last_forming = {
+        (p, pd.Timestamp(to_ns(t), unit="ns", tz="UTC")) for p, t in forming[-1].items()
+    }
     assert not last_forming & {(b[0], b[1]) for b in stored_bars(settings)}
     # raw.candles_m5 equals the fake's own M5 candles for every complete bucket
     m5 = m5_rows(settings)
@@ -67,7 +78,9 @@ def test_follow_appends_completed_candles_and_m5(any_settings, fake, aim, stored
         for i in range(len(s)):
             key = (pair, pd.Timestamp(int(s.start[i]), unit="s", tz="UTC"))
             if key in complete:
-                want = tuple(Decimal(f"{x:.{d}f}") for x in (s.o[i], s.h[i], s.l[i], s.c[i]))
+                want = tuple(
+                    Decimal(f"{x:.{d}f}") for x in (s.o[i], s.h[i], s.l[i], s.c[i])
+                )
                 assert complete[key][:5] == (*want, int(s.volume[i])), key
 
 
@@ -83,9 +96,24 @@ def test_follow_stops_cleanly_on_signal(duck_settings, fake, aim, sig):
     fake.clock.set(T0, speed=120.0)
     env = {**os.environ, **settings.as_env()}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bqx.cli.oanda", "ingest", "follow", "--pairs",
-         ",".join(PAIRS), "--interval", "0.2", "--lookback", "60"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-m",
+            "bqx.cli.oanda",
+            "ingest",
+            "follow",
+            "--pairs",
+            ",".join(PAIRS),
+            "--interval",
+            "0.2",
+            "--lookback",
+            "60",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.time() + 60
     while fake.requests < 3 * 4 and time.time() < deadline and proc.poll() is None:
         time.sleep(0.02)
@@ -96,8 +124,11 @@ def test_follow_stops_cleanly_on_signal(duck_settings, fake, aim, sig):
     with open_warehouse(settings) as wh:
         ahead = wh.query_df(
             "select count(*) as n from raw.candles_m1 c join raw.ingest_watermarks w "
-            "using (pair) where c.bar_start > w.last_bar_start")
-        bars = wh.query_df("select pair, count(*) as n from raw.candles_m1 group by pair")
+            "using (pair) where c.bar_start > w.last_bar_start"
+        )
+        bars = wh.query_df(
+            "select pair, count(*) as n from raw.candles_m1 group by pair"
+        )
         m5 = wh.query_df("select sum(bars) as n from raw.candles_m5")
     assert int(ahead["n"][0]) == 0
     assert set(bars["pair"]) == set(PAIRS)
