@@ -149,3 +149,16 @@ extrema as (
 {%- endmacro %}
 {% macro default__bqx_fence() -%}offset 0{%- endmacro %}
 {% macro duckdb__bqx_fence() -%}{%- endmacro %}
+
+{#- Per-model session settings, run as a pre-hook inside the model's
+    transaction: PostgreSQL's default work_mem (4MB) sends every window sort
+    of a mart to disk. -#}
+{% macro bqx_model_tuning() -%}
+    {{ return(adapter.dispatch('bqx_model_tuning', 'bqx')()) }}
+{%- endmacro %}
+{% macro default__bqx_model_tuning() -%}
+    set local work_mem = '{{ var("pg_work_mem", "256MB") }}'
+{%- endmacro %}
+{% macro duckdb__bqx_model_tuning() -%}
+    select 1
+{%- endmacro %}

@@ -3,7 +3,9 @@
     unordered pair once: Pearson is symmetric); windowed sums over the last w
     common timestamps give the Pearson value, attributed to both pairs under
     their own category; a category is the mean (SQL avg) of its non-null
-    values. -#}
+    values. Windowed sums are differences of float64 running sums over each
+    link's common timestamps (O(rows) for any window; a window of equal
+    returns gives exactly zero variance, so the null rule holds). -#}
 {{ bqx_mart_config() }}
 {%- set windows = var('corr_windows') %}
 {%- set links = bqx_corr_links() %}
@@ -11,7 +13,6 @@
 {%- set dbl = bqx_double() %}
 {%- set corr_cols = [] %}
 {%- for w in windows %}{% for c in categories %}{% do corr_cols.append([c, w]) %}{% endfor %}{% endfor %}
-{%- set ws = bqx_wsum_type() %}
 
 with
 
@@ -36,7 +37,7 @@ returns as (
     select
         pair,
         bar_start_at,
-        cast(log_return as {{ ws }}) as r
+        log_return as r
     from inputs
     where log_return is not null
 
@@ -60,6 +61,32 @@ aligned as (
 
 ),
 
+running as (
+
+    {#- float64 running sums over each link's common timestamps; a window is
+        the difference of two of them (O(rows) for any w). -#}
+    select
+        pair_p,
+        pair_o,
+        category_p,
+        category_o,
+        bar_start_at,
+        row_number() over w_link as k,
+        sum(x) over w_cum as cx,
+        sum(y) over w_cum as cy,
+        sum(x * x) over w_cum as cxx,
+        sum(y * y) over w_cum as cyy,
+        sum(x * y) over w_cum as cxy
+    from aligned
+    window
+        w_link as (partition by pair_p, pair_o order by bar_start_at),
+        w_cum as (
+            partition by pair_p, pair_o order by bar_start_at
+            rows between unbounded preceding and current row
+        )
+
+),
+
 sums as (
 
     select
@@ -69,21 +96,16 @@ sums as (
         category_o,
         bar_start_at,
         {% for w in windows -%}
-        count(*) over w_{{ w }} as n_{{ w }},
-        sum(x) over w_{{ w }} as sx_{{ w }},
-        sum(y) over w_{{ w }} as sy_{{ w }},
-        sum(x * x) over w_{{ w }} as sxx_{{ w }},
-        sum(y * y) over w_{{ w }} as syy_{{ w }},
-        sum(x * y) over w_{{ w }} as sxy_{{ w }}{{ "," if not loop.last }}
+        k >= {{ w }} as full_{{ w }},
+        {% for m in ['x', 'y', 'xx', 'yy', 'xy'] -%}
+        case
+            when k = {{ w }} then c{{ m }}
+            when k > {{ w }} then c{{ m }} - lag(c{{ m }}, {{ w }}) over w_link
+        end as s{{ m }}_{{ w }}{{ "," if not (loop.last and w == windows[-1]) }}
         {% endfor -%}
-    from aligned
-    window
-        {% for w in windows -%}
-        w_{{ w }} as (
-            partition by pair_p, pair_o order by bar_start_at
-            rows between {{ w - 1 }} preceding and current row
-        ){{ "," if not loop.last }}
-        {% endfor %}
+        {% endfor -%}
+    from running
+    window w_link as (partition by pair_p, pair_o order by bar_start_at)
     {{ bqx_fence() }}
 
 ),
@@ -97,7 +119,7 @@ moments as (
         category_o,
         bar_start_at,
         {% for w in windows -%}
-        n_{{ w }} = {{ w }} as full_{{ w }},
+        full_{{ w }},
         cast({{ w }} * sxy_{{ w }} - sx_{{ w }} * sy_{{ w }} as {{ dbl }}) as cov_{{ w }},
         cast({{ w }} * sxx_{{ w }} - sx_{{ w }} * sx_{{ w }} as {{ dbl }}) as varx_{{ w }},
         cast({{ w }} * syy_{{ w }} - sy_{{ w }} * sy_{{ w }} as {{ dbl }}) as vary_{{ w }}{{ "," if not loop.last }}

@@ -47,6 +47,22 @@ strength as (
 
 ),
 
+running as (
+
+    {#- csi windows are differences of float64 running sums of the series. -#}
+    select
+        currency,
+        bar_start_at,
+        row_number() over w_ccy as k,
+        sum(strength) over (
+            partition by currency order by bar_start_at
+            rows between unbounded preceding and current row
+        ) as cum_s
+    from strength
+    window w_ccy as (partition by currency order by bar_start_at)
+
+),
+
 indices as (
 
     select
@@ -54,18 +70,12 @@ indices as (
         bar_start_at,
         {% for w in windows -%}
         case
-            when count(*) over w_{{ w }} = {{ w }}
-                then cast(sum(cast(strength as {{ bqx_wsum_type() }})) over w_{{ w }} as {{ bqx_double() }})
+            when k = {{ w }} then cum_s
+            when k > {{ w }} then cum_s - lag(cum_s, {{ w }}) over w_ccy
         end as csi_{{ w }}{{ "," if not loop.last }}
         {% endfor -%}
-    from strength
-    window
-        {% for w in windows -%}
-        w_{{ w }} as (
-            partition by currency order by bar_start_at
-            rows between {{ w - 1 }} preceding and current row
-        ){{ "," if not loop.last }}
-        {% endfor %}
+    from running
+    window w_ccy as (partition by currency order by bar_start_at)
 
 )
 

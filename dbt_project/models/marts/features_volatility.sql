@@ -1,4 +1,6 @@
-{#- features.md item 3: ret_std_{w} (bp, ddof 1) and range_{w}. -#}
+{#- features.md item 3: ret_std_{w} (bp, ddof 1) and range_{w}. The return
+    moments of a window are differences of float64 running sums of r and r^2
+    (O(rows) for any window; equal returns give exactly zero variance). -#}
 {{ bqx_mart_config() }}
 {%- set windows = var('bqx_windows') %}
 
@@ -6,7 +8,35 @@ with
 
 {{ bqx_tail_inputs(lookback=windows | max) }},
 
-{{ bqx_window_extrema_ctes('inputs', windows) }},
+running as (
+
+    select
+        *,
+        sum(coalesce(log_return, 0)) over w_cum as cum_r,
+        sum(coalesce(log_return * log_return, 0)) over w_cum as cum_r2
+    from inputs
+    window w_cum as (
+        partition by pair order by bar_n
+        rows between unbounded preceding and current row
+    )
+
+),
+
+moments as (
+
+    select
+        *,
+        {% for w in windows -%}
+        cum_r - lag(cum_r, {{ w }}) over w_pair as sr_{{ w }},
+        cum_r2 - lag(cum_r2, {{ w }}) over w_pair as sr2_{{ w }},
+        {% endfor -%}
+        1 as _m
+    from running
+    window w_pair as (partition by pair order by bar_n)
+
+),
+
+{{ bqx_window_extrema_ctes('moments', windows) }},
 
 computed as (
 
@@ -17,12 +47,9 @@ computed as (
         {% for w in windows -%}
         case
             when bar_n >= {{ w }}
-                then cast(
-                    stddev_samp(cast(log_return as {{ bqx_wsum_type() }})) over (
-                        partition by pair order by bar_n
-                        rows between {{ w - 1 }} preceding and current row
-                    ) as {{ bqx_double() }}
-                ) * 10000
+                then sqrt(greatest(
+                    ({{ w }} * sr2_{{ w }} - sr_{{ w }} * sr_{{ w }}) / {{ w * (w - 1) }}.0, 0
+                )) * 10000
         end as ret_std_{{ w }},
         case
             when bar_n >= {{ w - 1 }}
