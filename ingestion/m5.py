@@ -79,24 +79,31 @@ def _refresh_sql(kind: str) -> str:
 def refresh_m5(wh: Warehouse, pairs: list[str], since: Any | None = None) -> None:
     """Rebuild the 5-minute buckets of ``pairs`` from the newest stored one on.
 
+    One statement for all ``pairs``, from the oldest of their newest buckets.
+
     Args:
         wh: the warehouse.
         pairs: pairs to refresh.
         since: rebuild from this time instead (e.g. after a gap repair).
     """
-    sql = _refresh_sql(wh.kind)
-    for pair in pairs:
-        start = pd.Timestamp(since) if since is not None else _last_bucket(wh, pair)
-        start = start.tz_localize("UTC") if start.tzinfo is None else start
-        start = start.tz_convert("UTC").floor("5min")
-        wh.execute(sql, [pair, start.to_pydatetime()])
+    if not pairs:
+        return
+    start = pd.Timestamp(since) if since is not None else _last_bucket(wh, pairs)
+    start = start.tz_localize("UTC") if start.tzinfo is None else start
+    start = start.tz_convert("UTC").floor("5min")
+    marks = ", ".join("?" for _ in pairs)
+    sql = _refresh_sql(wh.kind).replace("c.pair = ?", f"c.pair in ({marks})")
+    wh.execute(sql, [*pairs, start.to_pydatetime()])
 
 
-def _last_bucket(wh: Warehouse, pair: str) -> pd.Timestamp:
+def _last_bucket(wh: Warehouse, pairs: list[str]) -> pd.Timestamp:
+    """The oldest of the pairs' newest buckets (the epoch if one has none)."""
+    marks = ", ".join("?" for _ in pairs)
     df = wh.query_df(
-        "select max(bar_start) as t from raw.candles_m5 where pair = ?", [pair]
+        "select pair, max(bar_start) as t from raw.candles_m5 "
+        f"where pair in ({marks}) group by pair",
+        list(pairs),
     )
-    value = df["t"][0] if len(df) else None
-    if value is None or pd.isna(value):
+    if len(df) < len(set(pairs)) or df["t"].isna().any():
         return pd.Timestamp("1970-01-01", tz="UTC")
-    return pd.Timestamp(value)
+    return pd.Timestamp(min(pd.Timestamp(t) for t in df["t"]))

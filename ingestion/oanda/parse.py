@@ -54,7 +54,7 @@ def parse_candles(
     candles = body.get("candles")
     if not isinstance(candles, list):
         raise ValueError(f"{pair}: answer has no 'candles' list")
-    times = [_time_ns(c) for c in candles]
+    times = _times_ns(candles)
     received = len({t for t in times if t is not None})
     good_times = [
         t
@@ -88,6 +88,30 @@ def parse_candles(
     return Page(pair, rows, rej, forming, last_ns, received, sorted(set(good_times)))
 
 
+def _times_ns(candles: list) -> list[int | None]:
+    """Candle times in UNIX ns; vectorised for whole-second UNIX strings."""
+    try:
+        secs = np.array([c["time"] for c in candles], dtype=float)
+        whole = np.round(secs)
+        if len(secs) and (whole == secs).all() and (np.abs(secs) < 1e11).all():
+            return (whole.astype(np.int64) * NS).tolist()
+    except (KeyError, TypeError, ValueError):
+        pass
+    return [_time_ns(c) for c in candles]
+
+
+def _numbers(values: list) -> np.ndarray:
+    """Floats of decimal strings; NaN where a value is not a number string."""
+    try:
+        return np.array(values, dtype=float)
+    except (ValueError, TypeError):
+        pass
+    return pd.to_numeric(
+        pd.Series([v if type(v) is str else None for v in values], dtype=object),
+        errors="coerce",
+    ).to_numpy(float)
+
+
 def _time_ns(candle: object) -> int | None:
     try:
         return parse_time(candle["time"])  # type: ignore[index]
@@ -103,7 +127,7 @@ def _problems(
         return []
     try:
         cols = {
-            (key, f): np.array([c[key][f] for c in candles], dtype=object)
+            (key, f): [c[key][f] for c in candles]
             for key, _ in (COMPONENTS[p] for p in price)
             for f in "ohlc"
         }
@@ -113,17 +137,18 @@ def _problems(
         return [candle_problem(c, t, price, step_s) for c, t in zip(candles, times)]
     bad = np.zeros(len(candles), dtype=bool)
     for key in {k for k, _ in cols}:
-        o, h, lo, c = (
-            pd.to_numeric(pd.Series(cols[(key, f)]), errors="coerce").to_numpy(float)
-            for f in "ohlc"
-        )
+        o, h, lo, c = (_numbers(cols[(key, f)]) for f in "ohlc")
         with np.errstate(invalid="ignore"):
             bad |= np.isnan(o) | np.isnan(h) | np.isnan(lo) | np.isnan(c)
             bad |= (h < lo) | (o > h) | (o < lo) | (c > h) | (c < lo)
-        bad |= np.array([not isinstance(x, str) for x in cols[(key, "o")]], dtype=bool)
-    bad |= np.array([t is None or t % (step_s * NS) != 0 for t in times], dtype=bool)
-    bad |= np.array([type(v) is not int or v < 0 for v in volumes], dtype=bool)
-    bad |= np.array([type(f) is not bool for f in flags], dtype=bool)
+    if any(t is None for t in times):
+        bad |= np.array([t is None for t in times], dtype=bool)
+    else:
+        bad |= np.array(times, dtype=np.int64) % (step_s * NS) != 0
+    if not all(type(v) is int and v >= 0 for v in volumes):
+        bad |= np.array([type(v) is not int or v < 0 for v in volumes], dtype=bool)
+    if not all(type(f) is bool for f in flags):
+        bad |= np.array([type(f) is not bool for f in flags], dtype=bool)
     return [
         candle_problem(candles[i], times[i], price, step_s) if b else None
         for i, b in enumerate(bad)

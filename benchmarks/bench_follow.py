@@ -1,0 +1,92 @@
+"""Benchmark: ``follow`` latency, from a candle completing on the fake to its row
+being committed in the warehouse (p50/p99 over a run), for PostgreSQL and DuckDB.
+
+The fake runs in this process with its clock running ``--speed`` times real time
+(a fake minute completes every 60/speed s); ``follow`` polls every ``--interval``
+seconds for ``--seconds`` seconds. A candle's latency is the commit time of the
+poll that stored it minus the real time at which the fake's clock passed the
+candle's end. Usage: ``python benchmarks/bench_follow.py [--pairs all]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import psycopg
+from pydantic import SecretStr
+
+from bqx.pairs import UNIVERSE_28
+from bqx.settings import Settings
+from ingestion.follow import follow
+from ingestion.oanda.fake import FakeOanda
+from ingestion.oanda.market import FakeMarket
+from ingestion.oanda.timefmt import to_ns
+
+
+def run(kind: str, fake: FakeOanda, pairs, args, db: str, tmp: Path) -> None:
+    settings = Settings(
+        _env_file=None, data_dir=tmp / kind, warehouse=kind, pg_database=db,
+        oanda_env="custom", oanda_url=fake.url, oanda_token=SecretStr(fake.token),
+    )  # fmt: skip
+    start = to_ns("2024-01-10 12:00") / 1e9
+    fake.clock.set(start, speed=args.speed)
+    began = time.time()
+    latencies: list[float] = []
+
+    def on_poll(result) -> None:
+        for times in result.new_bars.values():
+            for t in times:
+                done = fake.clock.wall_time_of(t.value / 1e9 + 60)
+                if done >= began:  # completed while following (not the lookback)
+                    latencies.append(result.committed_at - done)
+
+    stop = threading.Event()
+    threading.Timer(args.seconds, stop.set).start()
+    stats = follow(settings, pairs, interval=args.interval, lookback=60, stop=stop,
+                   on_poll=on_poll)  # fmt: skip
+    lat = np.array(latencies)
+    if not len(lat):
+        print(f"{kind:>8}: no samples")
+        return
+    print(
+        f"{kind:>8}: {len(lat)} candles over {stats.polls} polls; latency p50 "
+        f"{np.percentile(lat, 50):.2f} s, p99 {np.percentile(lat, 99):.2f} s, "
+        f"max {lat.max():.2f} s"
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--pairs", default="all")
+    ap.add_argument("--interval", type=float, default=1.0)
+    ap.add_argument("--speed", type=float, default=10.0)
+    ap.add_argument("--seconds", type=float, default=60.0)
+    ap.add_argument("--engines", default="postgres,duckdb")
+    args = ap.parse_args()
+    pairs = list(UNIVERSE_28) if args.pairs == "all" else args.pairs.split(",")
+    market = FakeMarket.from_simulator(pairs, "2024-01-09", "2024-01-11")
+    db = f"bqx_bench_follow_{int(time.time())}"
+    admin = psycopg.connect("host=127.0.0.1 user=postgres dbname=postgres",
+                            autocommit=True)  # fmt: skip
+    print(
+        f"follow benchmark: {len(pairs)} pairs, poll every {args.interval} s, fake "
+        f"clock x{args.speed}, {args.seconds:.0f} s per engine"
+    )
+    try:
+        with FakeOanda(market) as fake, tempfile.TemporaryDirectory() as tmp:
+            for kind in args.engines.split(","):
+                admin.execute(f'drop database if exists "{db}"')
+                admin.execute(f'create database "{db}"')
+                run(kind, fake, pairs, args, db, Path(tmp))
+    finally:
+        admin.execute(f'drop database if exists "{db}" with (force)')
+        admin.close()
+
+
+if __name__ == "__main__":
+    main()
