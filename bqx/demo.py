@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from bqx.cli.common import console, load_settings, progress, step
+from bqx.cli.common import (
+    SUMMARY_COLUMNS,
+    console,
+    frame_table,
+    load_settings,
+    progress,
+    step,
+)
 
 
 def run_demo(days: int = 14, entity_rows: int = 3000, seed: int = 7) -> None:
@@ -56,10 +63,13 @@ def run_demo(days: int = 14, entity_rows: int = 3000, seed: int = 7) -> None:
             pairs, None, None, service=_training_service(settings), entity_df=entity_df
         )
         console.print(f"{len(frame):,} rows x {frame.shape[1]} columns")
-        console.print(frame.head(8).to_string(max_cols=10))
+        head = ["pair", "event_timestamp", "bqx_45", "ret_std_45", "reg_slope_45",
+                "corr_base_base_60", "tri_err_mean", "fwd_ret_15", "target_bqx45_h15"]
+        console.print(frame_table(frame, head, "training frame (first rows)", 8))
     with step("5. latest online values of every pair"):
         online = features.online_values(settings, pairs)
-        console.print(online.to_string(max_cols=8))
+        head = ["pair", "event_timestamp", "age_minutes", "fresh"]
+        console.print(frame_table(online, head + list(SUMMARY_COLUMNS), "online values"))
 
 
 def _training_service(settings) -> str:

@@ -78,6 +78,9 @@ def build(
         "--profiles-dir", str(DBT_PROJECT),
         "--target", settings.warehouse or "duckdb",
         "--vars", json.dumps(dbt_vars(settings)),
+        # artifacts and logs per data dir: concurrent builds never share them
+        "--target-path", str(dbt_target(settings)),
+        "--log-path", str(settings.data_dir / "dbt_logs"),
     ]  # fmt: skip
     if select:
         args += ["--select", select]
@@ -88,13 +91,18 @@ def build(
     if proc.returncode != 0:
         raise FeaturesError(
             f"dbt {command} failed on {settings.warehouse}: "
-            + (", ".join(_failed_nodes()) or "see the dbt log above")
+            + (", ".join(_failed_nodes(settings)) or "see the dbt log above")
         )
 
 
-def _failed_nodes() -> list[str]:
+def dbt_target(settings: Settings) -> Path:
+    """dbt's target folder (manifest, run results) for this deployment's data dir."""
+    return settings.data_dir / "dbt_target"
+
+
+def _failed_nodes(settings: Settings) -> list[str]:
     """The failing nodes of the last dbt invocation (from run_results.json)."""
-    path = DBT_PROJECT / "target" / "run_results.json"
+    path = dbt_target(settings) / "run_results.json"
     try:
         results = json.loads(path.read_text())["results"]
     except (OSError, ValueError, KeyError):
@@ -303,7 +311,10 @@ def online_values(
     raw = response.to_df(include_event_timestamps=True)
     ts_cols = [c for c in raw.columns if c.endswith("__ts")]
     frame = raw.drop(columns=ts_cols)
-    stamps = raw[ts_cols].apply(pd.to_datetime, utc=True)
+    # Feast gives each feature's event time in epoch seconds (0 for the entity key)
+    stamps = raw[[c for c in ts_cols if c != "pair__ts"]].apply(
+        lambda s: pd.to_datetime(pd.to_numeric(s), unit="s", utc=True)
+    )
     frame.insert(1, "event_timestamp", stamps.max(axis=1))
     age = (pd.Timestamp.now(tz="UTC") - frame["event_timestamp"]).dt.total_seconds() / 60
     ttl = min(

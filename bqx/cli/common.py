@@ -17,7 +17,10 @@ from rich.progress import (
 
 from bqx.settings import Settings, get_settings
 
-console = Console(highlight=False)
+import sys as _sys
+
+# Wide output when piped (logs, CI): tables of features do not fit 80 columns.
+console = Console(highlight=False, width=None if _sys.stdout.isatty() else 200)
 err_console = Console(stderr=True, highlight=False)
 
 
@@ -61,3 +64,29 @@ def step(title: str) -> Iterator[None]:
     t0 = time.perf_counter()
     yield
     console.print(f"[green]done[/] in {time.perf_counter() - t0:.1f} s")
+
+
+SUMMARY_COLUMNS = (
+    "bqx_45", "ret_std_45", "vwap_dev_45", "reg_slope_45", "corr_base_base_60",
+    "csi_spread_60", "tri_err_mean", "minutes_since_open",
+)  # fmt: skip
+
+
+def frame_table(frame, columns=None, title: str | None = None, limit: int = 40):
+    """A rich table of the first rows of a frame (selected columns)."""
+    from rich.table import Table
+
+    cols = [c for c in (columns or frame.columns) if c in frame.columns]
+    table = Table(*cols, title=title)
+    for _, row in frame.head(limit).iterrows():
+        cells = []
+        for c in cols:
+            v = row[c]
+            if isinstance(v, float):
+                cells.append("-" if v != v else f"{v:.6g}")
+            elif hasattr(v, "strftime"):
+                cells.append(v.strftime("%Y-%m-%d %H:%M"))
+            else:
+                cells.append(str(v))
+        table.add_row(*cells)
+    return table

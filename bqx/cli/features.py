@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from bqx.cli.common import console, load_settings, step
+from bqx.cli.common import SUMMARY_COLUMNS, console, frame_table, load_settings, step
 
 features_app = typer.Typer(
     help="Build feature marts (dbt) and publish them (Feast).", no_args_is_help=True
@@ -70,14 +70,23 @@ def features_training_frame(
 def features_online(
     pairs: str = typer.Option("all", help="Comma-separated pairs or `all`."),
     service: str = typer.Option("online_v1", help="Feast feature service."),
+    all_columns: bool = typer.Option(
+        False, "--all-columns", help="Print every feature, not a summary."
+    ),
 ) -> None:
-    """Print the latest online feature values of each pair."""
+    """Print the latest online values of each pair, with the bar time they belong
+    to and whether they are fresh (a closed market serves stale rows, flagged)."""
     from bqx.features import online_values
     from bqx.pairs import resolve_pairs
 
     settings = load_settings()
     names = settings.pair_list if pairs == "all" else resolve_pairs(pairs.split(","))
-    console.print(online_values(settings, names, service).to_string())
+    frame = online_values(settings, names, service)
+    if all_columns:
+        console.print(frame.set_index("pair").T.to_string())
+        return
+    head = ["pair", "event_timestamp", "age_minutes", "fresh"]
+    console.print(frame_table(frame, head + list(SUMMARY_COLUMNS), "online values"))
 
 
 @features_app.command("push")

@@ -1,0 +1,196 @@
+"""Online serving: values and their times, push path, repair, faults, HTTP, S3."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bqx import features
+from bqx.features import FeaturesError
+from bqx.warehouse import open_warehouse
+from ingestion.simulator import simulate_bars
+from tests.conftest import free_port, make_settings
+
+PAIRS = ["EUR_USD", "USD_JPY", "EUR_JPY"]
+VIEWS = {
+    "bqx": "features_bqx", "volatility": "features_volatility", "reg": "features_reg",
+    "tri": "features_tri", "calendar": "features_calendar",
+}  # fmt: skip
+
+
+def _load_and_build(settings):
+    bars = simulate_bars(PAIRS, "2024-01-09", "2024-01-11 12:00", seed=8)
+    with open_warehouse(settings) as wh:
+        wh.ensure_schema()
+        wh.upsert_candles(bars, source="simulator:M")
+    features.build(settings)
+
+
+@pytest.fixture(scope="module")
+def prod(tmp_path_factory, pg_database_factory, redis_db):
+    import redis
+
+    redis.Redis(port=6379, db=redis_db).flushdb()
+    settings = make_settings(
+        tmp_path_factory.mktemp("prod"),
+        deployment="production",
+        pg_database=pg_database_factory(),
+        redis_db=redis_db,
+        pairs=",".join(PAIRS),
+    )
+    _load_and_build(settings)
+    features.publish(settings)
+    return settings
+
+
+def _expected_online(settings) -> pd.DataFrame:
+    frames = []
+    for mart in VIEWS.values():
+        latest = features.latest_rows(settings, mart).set_index("pair")
+        frames.append(latest.drop(columns=["bar_start_at"]))
+    out = frames[0]
+    for f in frames[1:]:
+        out = out.join(f.drop(columns=["event_timestamp"]))
+    return out
+
+
+def _assert_online_equals(online: pd.DataFrame, expected: pd.DataFrame) -> None:
+    online = online.set_index("pair").loc[PAIRS]
+    for col in expected.columns:
+        if col == "event_timestamp":
+            continue
+        a = expected.loc[PAIRS, col].astype(float)
+        b = online[col].astype(float)
+        assert ((a.isna() & b.isna()) | np.isclose(a, b, rtol=1e-12)).all(), col
+
+
+def test_online_values_are_the_last_offline_rows_with_their_time(prod):
+    online = features.online_values(prod)
+    expected = _expected_online(prod)
+    _assert_online_equals(online, expected)
+    stamps = online.set_index("pair")["event_timestamp"]
+    assert (stamps == pd.to_datetime(expected["event_timestamp"], utc=True).loc[stamps.index]).all()
+    # January 2024 is long closed: served, but flagged as not fresh
+    assert not online["fresh"].any()
+    assert (online["age_minutes"] > 60 * 24).all()
+
+
+def test_flushed_redis_is_repaired_and_publish_is_idempotent(prod):
+    import redis
+
+    before = features.online_values(prod)
+    redis.Redis(port=6379, db=prod.redis_db).flushdb()
+    empty = features.online_values(prod)
+    assert empty["bqx_45"].isna().all()
+    features.publish(prod, full=True)
+    _assert_online_equals(features.online_values(prod), _expected_online(prod))
+    features.publish(prod)  # incremental re-run: nothing changes
+    after = features.online_values(prod)
+    pd.testing.assert_frame_equal(
+        before.drop(columns=["age_minutes"]), after.drop(columns=["age_minutes"])
+    )
+
+
+def test_push_path_writes_only_the_latest_rows(prod):
+    import redis
+
+    client = redis.Redis(port=6379, db=prod.redis_db)
+    client.flushdb()
+    written = features.push_latest(prod)
+    assert set(written) >= set(VIEWS) and set(written.values()) == {len(PAIRS)}
+    _assert_online_equals(features.online_values(prod), _expected_online(prod))
+
+
+def test_redis_down_fails_fast_and_names_it(prod):
+    down = prod.model_copy(update={"redis_port": free_port()})
+    for call in (features.online_values, features.push_latest, features.publish):
+        t0 = time.perf_counter()
+        with pytest.raises(FeaturesError, match=r"Redis online store at redis://127\.0\.0\.1:\d+/\d+ is unreachable"):
+            call(down)
+        assert time.perf_counter() - t0 < 1.0
+
+
+def test_feature_server_over_http(prod):
+    port = free_port()
+    env = {**os.environ, **prod.as_env()}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bqx.cli.main", "serve", "--port", str(port)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        body = json.dumps(
+            {"feature_service": "online_v1", "entities": {"pair": PAIRS}}
+        ).encode()
+        deadline = time.time() + 90
+        while True:
+            try:
+                req = urllib.request.Request(
+                    f"http://127.0.0.1:{port}/get-online-features", data=body,
+                    headers={"Content-Type": "application/json"},
+                )  # fmt: skip
+                reply = json.load(urllib.request.urlopen(req, timeout=5))
+                break
+            except OSError:
+                assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+                assert time.time() < deadline, "feature server did not start"
+                time.sleep(1)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    names = reply["metadata"]["feature_names"]
+    values = dict(zip(names, (r["values"] for r in reply["results"])))
+    assert values["pair"] == PAIRS
+    expected = _expected_online(prod)
+    assert np.allclose(values["bqx_45"], expected.loc[PAIRS, "bqx_45"].astype(float))
+
+
+@pytest.fixture
+def moto_s3(monkeypatch):
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    server.start()
+    for key, value in {
+        "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():  # fmt: skip
+        monkeypatch.setenv(key, value)
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+def test_s3_deployment_serves_the_same_frames(tmp_path, moto_s3):
+    import boto3
+    import shutil
+
+    local = make_settings(tmp_path / "local", pairs=",".join(PAIRS))
+    _load_and_build(local)
+    features.publish(local)
+    s3 = make_settings(
+        tmp_path / "s3", deployment="s3", pairs=",".join(PAIRS),
+        s3_bucket="bqx-test", s3_endpoint_url=moto_s3,
+    )  # fmt: skip
+    with pytest.raises(FeaturesError, match="no Parquet marts"):
+        features.publish(s3)
+    shutil.copytree(local.marts_dir, s3.marts_dir, dirs_exist_ok=True)
+    with pytest.raises(FeaturesError, match="s3://bqx-test/marts/"):
+        features.publish(s3)  # the bucket does not exist yet
+    boto3.client("s3", endpoint_url=moto_s3).create_bucket(Bucket="bqx-test")
+    features.publish(s3)
+    keys = boto3.client("s3", endpoint_url=moto_s3).list_objects_v2(Bucket="bqx-test")
+    assert len([k["Key"] for k in keys["Contents"]]) == 10
+    mart = pd.read_parquet(local.marts_dir / "features_bqx.parquet")
+    entity = mart[["pair", "event_timestamp"]].sample(500, random_state=2)
+    a = features.training_frame(PAIRS, None, None, settings=local, entity_df=entity)
+    b = features.training_frame(PAIRS, None, None, settings=s3, entity_df=entity)
+    pd.testing.assert_frame_equal(a, b)
+    _assert_online_equals(features.online_values(s3), _expected_online(local))
