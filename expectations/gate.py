@@ -237,7 +237,8 @@ def _suite_plan(
         plan = []
         for mart, columns in sorted(marts.items()):
             table = (tables or {}).get(mart, f"{MARTS_SCHEMA}.{mart}")
-            plan.append((mart, table, "bar_start_at", feature_rules(mart, columns, cfg)))
+            rules = feature_rules(mart, columns, cfg)
+            plan.append((mart, table, "bar_start_at", rules))
         return plan
     finally:
         wh.close()
@@ -328,12 +329,7 @@ def _run_gx(
 
 
 def _outcome(suite: str, rule: Rule, er) -> Outcome:
-    info = er.exception_info or {}
-    errors = [info] if "raised_exception" in info else list(info.values())
-    error = next(
-        (e.get("exception_message") for e in errors if e.get("raised_exception")),
-        None,
-    )
+    error = _exception_message(er.exception_info)
     result = er.result or {}
     rows = (result.get("details") or {}).get("unexpected_rows") or []
     return Outcome(
@@ -348,6 +344,24 @@ def _outcome(suite: str, rule: Rule, er) -> Outcome:
     )
 
 
+def _exception_message(info: Any) -> str | None:
+    """The first raised exception's message in a GX ``exception_info``."""
+    if not info:
+        return None
+    if not isinstance(info, dict) or "raised_exception" in info:
+        entries = [info]
+    else:
+        entries = list(info.values())
+    for entry in entries:
+        get = entry.get if isinstance(entry, dict) else entry.__getitem__
+        try:
+            if get("raised_exception"):
+                return str(get("exception_message")).strip().splitlines()[0]
+        except (KeyError, TypeError, AttributeError, IndexError):
+            return str(entry)
+    return None
+
+
 def _record_failures(
     settings: Settings,
     plan: list[tuple[str, str, str, list[Rule]]],
@@ -357,7 +371,9 @@ def _record_failures(
     """Write the keys of every failing row to ``quality.failures`` (upsert)."""
     from bqx.warehouse import open_warehouse
 
-    failed = {(o.suite, o.expectation) for o in outcomes if not o.success and not o.error}
+    failed = {
+        (o.suite, o.expectation) for o in outcomes if not (o.success or o.error)
+    }
     wh = open_warehouse(settings)
     try:
         wh.execute(_FAILURES_DDL)
@@ -376,10 +392,12 @@ def _record_failures(
                 wh.execute(
                     "insert into quality.failures "
                     "(suite, expectation, severity, pair, bar_time, detail) "
-                    f"select '{suite}', '{rule.name}', '{rule.severity}', pair, bar_time, "
+                    f"select '{suite}', '{rule.name}', '{rule.severity}', "
+                    "pair, bar_time, "
                     f"min(detail) from (select pair, bar_time, {detail} as detail from "
                     f"({rule.sql.format(batch=batch)}) as offending) as q "
-                    "where pair is not null and bar_time is not null group by pair, bar_time "
+                    "where pair is not null and bar_time is not null "
+                    "group by pair, bar_time "
                     "on conflict (suite, expectation, pair, bar_time) do update set "
                     "severity = excluded.severity, detail = excluded.detail, "
                     "last_seen_at = now()"

@@ -1,10 +1,11 @@
 """Quality rules as SQL over a GX batch, and the thresholds they use.
 
 A :class:`Rule` is one Great Expectations ``UnexpectedRowsExpectation``: a query over
-``{batch}`` that returns the offending rows (none when the rule holds). Every query
-returns ``pair``, ``bar_time`` (the bar time, or the start of the offending period) and the
-rule's value columns, so a failure names its rows the same way for every rule and
-their keys can be written to ``quality.failures``.
+``{batch}`` that returns the offending rows (none when the rule holds). Queries never
+say ``join`` (GX then leaves ``{batch}`` without an alias, which PostgreSQL
+rejects). Every query returns ``pair``, ``bar_time`` (the bar time, or the start
+of the offending period) and the rule's value columns, so a failure names its rows
+the same way for every rule and their keys can be written to ``quality.failures``.
 
 The SQL is the common subset of DuckDB and PostgreSQL (``at time zone``,
 ``stddev_samp``, window functions, ``cast(... as double precision)``).
@@ -109,7 +110,8 @@ def raw_rules(cfg: GateConfig) -> list[Rule]:
             "high_ge_low",
             "critical",
             "high >= low",
-            "select pair, bar_start as bar_time, high, low from {batch} where high < low",
+            "select pair, bar_start as bar_time, high, low from {batch} "
+            "where high < low",
             ("high", "low"),
         ),
         Rule(
@@ -195,13 +197,15 @@ def raw_rules(cfg: GateConfig) -> list[Rule]:
             "warning",
             f"between {cfg.min_bars_per_day} and 1440 bars per pair per full trading "
             "day (17:00 New York rollover; first and last day of the batch skipped)",
-            f"with d as (select pair, {trading_day} as day, min(bar_start) as bar_time, "
-            "count(*) as bars from {batch} group by 1, 2), "
-            "e as (select pair, min(day) as first_day, max(day) as last_day "
-            "from d group by pair) "
-            "select d.pair, d.bar_time, d.day, d.bars from d join e on d.pair = e.pair "
-            "where d.day > e.first_day and d.day < e.last_day "
-            f"and (d.bars < {cfg.min_bars_per_day} or d.bars > 1440)",
+            "with d as (select pair, day, min(bar_start) as bar_time, "
+            "count(*) as bars from (select pair, bar_start, "
+            f"{trading_day} as day from {{batch}}) q group by pair, day), "
+            "e as (select pair, bar_time, day, bars, "
+            "min(day) over (partition by pair) as first_day, "
+            "max(day) over (partition by pair) as last_day from d) "
+            "select pair, bar_time, day, bars from e "
+            "where day > first_day and day < last_day "
+            f"and (bars < {cfg.min_bars_per_day} or bars > 1440)",
             ("day", "bars"),
         ),
         Rule(
@@ -221,8 +225,9 @@ def raw_rules(cfg: GateConfig) -> list[Rule]:
             "warning",
             "share of zero-volume bars per pair at most "
             f"{cfg.max_zero_volume_share} (VWAP needs volume)",
-            "select pair, min(bar_start) as bar_time, round(cast(avg(case when volume = 0 "
-            "then 1.0 else 0.0 end) as numeric), 4) as zero_share from {batch} "
+            "select pair, min(bar_start) as bar_time, "
+            "round(cast(avg(case when volume = 0 then 1.0 else 0.0 end) "
+            "as numeric), 4) as zero_share from {batch} "
             "group by pair having avg(case when volume = 0 then 1.0 else 0.0 end) "
             f"> {cfg.max_zero_volume_share}",
             ("zero_share",),

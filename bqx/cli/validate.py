@@ -64,7 +64,9 @@ def run_validation(target: str, since: Optional[str], docs: bool) -> None:
             report = validate(settings, target, since=since)
         console.print(results_table(report))
         if report.failures_written:
-            console.print(f"{report.failures_written} new failing rows in quality.failures")
+            console.print(
+                f"{report.failures_written} new failing rows in quality.failures"
+            )
         if docs:
             console.print(f"Data Docs: {build_data_docs(settings)}")
     except GateError as exc:
