@@ -193,17 +193,24 @@ def export_marts_to_s3(settings: Settings) -> list[str]:
 def publish(settings: Settings, full: bool = False) -> list[str]:
     """Apply the definitions and load the newest rows into the online store.
 
-    The first publish of a view (or ``full=True``) materializes its whole history
-    (the online store keeps only the latest row per pair); later ones are
-    incremental from the last materialized time.
+    The feature suites of the quality gate run first (only the new range on an
+    incremental publish); a failing critical expectation raises
+    ``QualityGateError`` and nothing is published. The first publish of a view (or
+    ``full=True``) materializes its whole history (the online store keeps only the
+    latest row per pair); later ones are incremental from the last materialized time.
 
     Returns:
         The names of the views materialized.
     """
+    from expectations.gate import require_pass
+
     check_online_store(settings)
+    fs = apply(settings)
+    since = None if full else _last_published(fs)
+    # the quality gate: a failing critical expectation stops the publication
+    require_pass(settings, "features", since=since)
     if settings.deployment == "s3":
         export_marts_to_s3(settings)
-    fs = apply(settings)
     now = datetime.now(timezone.utc)
     names = []
     for view in fs.list_feature_views():
@@ -215,6 +222,18 @@ def publish(settings: Settings, full: bool = False) -> list[str]:
             fs.materialize_incremental(now, [view.name])
         names.append(view.name)
     return names
+
+
+def _last_published(fs: FeatureStore):
+    """The earliest of the online views' last materialized times (None: never)."""
+    ends = []
+    for view in fs.list_feature_views():
+        if not view.online:
+            continue
+        if not view.materialization_intervals:
+            return None
+        ends.append(max(end for _, end in view.materialization_intervals))
+    return min(ends) if ends else None
 
 
 def entity_frame(

@@ -244,7 +244,7 @@ class BqxDuckDBOfflineStore(OfflineStore):
                 con.register("bqx_entity", entity)
                 for i, plan in enumerate(plans):
                     _register_source(con, plan.view.batch_source, f"bqx_src_{i}", config)
-                return con.execute(sql).to_arrow_table()
+                return con.sql(sql).to_arrow_table()
             finally:
                 con.close()
 
@@ -307,7 +307,7 @@ def _duckdb_pull(
         con = _duckdb(config)
         try:
             _register_source(con, source, "bqx_src", config)
-            return con.execute(sql).to_arrow_table()
+            return con.sql(sql).to_arrow_table()
         finally:
             con.close()
 

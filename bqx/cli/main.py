@@ -33,6 +33,8 @@ def _register_parts() -> None:
     for module, args in (
         ("bqx.cli.oanda", (ingest_app, app)),
         ("bqx.cli.train", (app,)),
+        ("bqx.cli.validate", (app,)),
+        ("bqx.cli.ops", (app,)),
     ):
         try:
             part = importlib.import_module(module)
@@ -75,9 +77,13 @@ def _domain_errors() -> tuple[type[BaseException], ...]:
     from bqx.features import FeaturesError
     from bqx.pairs import UnknownPairError
     from bqx.warehouse import WarehouseError
+    from expectations.gate import GateError
     from ingestion.csv_import import CsvFormatError
 
-    return (BqxError, UnknownPairError, WarehouseError, CsvFormatError, FeaturesError)
+    return (
+        BqxError, UnknownPairError, WarehouseError, CsvFormatError, FeaturesError,
+        GateError,
+    )  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> None:

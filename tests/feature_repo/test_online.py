@@ -170,27 +170,31 @@ def moto_s3(monkeypatch):
 
 def test_s3_deployment_serves_the_same_frames(tmp_path, moto_s3):
     import boto3
-    import shutil
 
     local = make_settings(tmp_path / "local", pairs=",".join(PAIRS))
     _load_and_build(local)
     features.publish(local)
-    s3 = make_settings(
-        tmp_path / "s3", deployment="s3", pairs=",".join(PAIRS),
-        s3_bucket="bqx-test", s3_endpoint_url=moto_s3,
-    )  # fmt: skip
+    mart = pd.read_parquet(local.marts_dir / "features_bqx.parquet")
+    entity = mart[["pair", "event_timestamp"]].sample(500, random_state=2)
+    a = features.training_frame(PAIRS, None, None, settings=local, entity_df=entity)
+    expected_online = _expected_online(local)
+    empty = make_settings(tmp_path / "empty", deployment="s3", s3_endpoint_url=moto_s3)
     with pytest.raises(FeaturesError, match="no Parquet marts"):
-        features.publish(s3)
-    shutil.copytree(local.marts_dir, s3.marts_dir, dirs_exist_ok=True)
+        features.export_marts_to_s3(empty)
+    # same warehouse and marts, served from S3 instead of local files
+    s3 = local.model_copy(
+        update={"deployment": "s3", "s3_bucket": "bqx-test", "s3_endpoint_url": moto_s3}
+    )
     with pytest.raises(FeaturesError, match="s3://bqx-test/marts/"):
         features.publish(s3)  # the bucket does not exist yet
     boto3.client("s3", endpoint_url=moto_s3).create_bucket(Bucket="bqx-test")
     features.publish(s3)
     keys = boto3.client("s3", endpoint_url=moto_s3).list_objects_v2(Bucket="bqx-test")
     assert len([k["Key"] for k in keys["Contents"]]) == 10
-    mart = pd.read_parquet(local.marts_dir / "features_bqx.parquet")
-    entity = mart[["pair", "event_timestamp"]].sample(500, random_state=2)
-    a = features.training_frame(PAIRS, None, None, settings=local, entity_df=entity)
     b = features.training_frame(PAIRS, None, None, settings=s3, entity_df=entity)
     pd.testing.assert_frame_equal(a, b)
-    _assert_online_equals(features.online_values(s3), _expected_online(local))
+    assert b["bqx_45"].notna().sum() > 400
+    redis_free = features.online_values(s3)  # SQLite online store of the s3 deployment
+    _assert_online_equals(redis_free, expected_online)
+    fs = features.store(s3)
+    assert fs.get_data_source("bqx_source").path == "s3://bqx-test/marts/features_bqx.parquet"
