@@ -76,7 +76,7 @@ def _check(frame: pd.DataFrame, config: ExperimentConfig) -> None:
 
 def _label_end(g: pd.DataFrame, label: str, h: int) -> pd.Series:
     span = f"fwd_span_minutes_{h}"
-    if span in g.columns and label.startswith("fwd_ret"):
+    if span in g.columns:
         end = g["event_timestamp"] + pd.to_timedelta(g[span], unit="min")
     else:
         end = g["event_timestamp"].shift(-h)

@@ -119,20 +119,25 @@ def train_func(config: dict) -> None:
                         for k, v in trainer.callback_metrics.items()})
         fitted[name] = (module, model, trainer, ds)
     metrics["final"] = 1.0
-    if not rank0:
-        ray.train.report(metrics, checkpoint=None)
-        return
     with tempfile.TemporaryDirectory() as tmp:
-        parts = []
-        for name, (module, model, trainer, ds) in fitted.items():
+        # save_checkpoint is collective under DDP: every rank calls it, rank 0 writes
+        for name, (_, _, trainer, _) in fitted.items():
             trainer.save_checkpoint(f"{tmp}/{name}.ckpt", weights_only=False)
-            parts.append(forecasts(module, model, ds, rows).assign(model=name))
+        if not rank0:
+            ray.train.report(metrics, checkpoint=None)
+            return
+        parts = [
+            forecasts(module, model, ds, rows).assign(model=name)
+            for name, (module, model, _, ds) in fitted.items()
+        ]
         pd.concat(parts).to_parquet(f"{tmp}/predictions.parquet", index=False)
         ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
 
 
 def forecasts(module, model, ds: dict, rows: pd.DataFrame) -> pd.DataFrame:
-    """A model's forecasts for its valid and test windows (``segment`` column)."""
+    """A model's forecasts for its valid and test windows (``segment`` column),
+    computed on the CPU (the model is moved there after training)."""
+    model = model.to("cpu")
     parts = [
         module.predict(model, ds[name], rows).assign(segment=name)
         for name in ("valid", "test")

@@ -29,6 +29,7 @@ def s3_settings(monkeypatch, tmp_path):
     server.stop()
 
 
+@pytest.mark.slow
 def test_run_on_s3(s3_settings, ray_session, planted_frame):
     store = run_store(s3_settings)
     assert store.uri == "s3://bqx-test/runs"

@@ -35,6 +35,7 @@ def _write(tmp_path, frame, exp) -> tuple[str, str]:
     return str(cfg), str(data)
 
 
+@pytest.mark.slow
 def test_train_evaluate_predict_via_cli(cli, ray_session, planted_frame, tmp_path):
     exp = experiment({"tft": {}, "cross_pair": {}}, ensemble=["moe", "meta"], epochs=1)
     cfg, data = _write(tmp_path, planted_frame, exp)
