@@ -154,10 +154,14 @@ def _connection_string(settings: Settings) -> str:
     if settings.warehouse == "postgres":
         dsn = settings.pg_dsn.replace("postgresql://", "postgresql+psycopg2://", 1)
         if settings.pg_password.get_secret_value():
-            # GX stores its datasources in a yml: keep the secret out of it; GX
-            # substitutes ${BQX_PG_PASSWORD} from the exported settings.
+            # GX stores its datasources in a yml: keep the secret out of it. GX
+            # substitutes ${BQX_PG_PASSWORD} from the environment, where
+            # bqx.features.activate exports the settings (as for dbt and Feast).
             from urllib.parse import quote
 
+            from bqx.features import activate
+
+            activate(settings)
             dsn = dsn.replace(
                 ":" + quote(settings.pg_password.get_secret_value()) + "@",
                 ":${BQX_PG_PASSWORD}@",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+from pydantic import SecretStr
 
 from bqx.warehouse import open_warehouse
 from expectations import GateError, QualityGateError, require_pass, validate
@@ -122,3 +123,16 @@ def test_nothing_to_validate_is_a_clear_error(duck_settings):
         validate(duck_settings, "bars")
     with pytest.raises(GateError, match="bad --since value 'yesterday-ish'"):
         validate(duck_settings, "raw", since="yesterday-ish")
+
+
+def test_postgres_password_stays_out_of_the_gx_project(pg_settings):
+    """GX keeps its datasources in a yml: the password must not land there."""
+    settings = pg_settings.model_copy(
+        update={"pg_password": SecretStr("not-in-any-file-42")}
+    )  # the test server trusts local connections, so any password works
+    load_bars(settings)
+    assert validate(settings, "raw", since="2024-01-08").passed
+    project = settings.data_dir / "quality"
+    texts = [p.read_text(errors="ignore") for p in project.rglob("*") if p.is_file()]
+    assert any("${BQX_PG_PASSWORD}" in t for t in texts)
+    assert not any("not-in-any-file-42" in t for t in texts)
