@@ -15,7 +15,8 @@ from ingestion.backfill import backfill
 FORK = multiprocessing.get_context("fork")
 
 PAIRS = "EUR_USD,USD_JPY,GBP_USD"
-TRIALS = 10
+TRIALS = 12  # kill attempts; at least KILLS must land before the run ends
+KILLS = 10
 PAGE = 100
 
 
@@ -53,7 +54,7 @@ def test_sigkill_at_random_points_then_restart_is_exact(
     fake.latency = 0.005
     seed = random.randrange(1 << 30)
     rng = random.Random(seed)
-    kills, counts = 0, [0]
+    kills, mid_run, counts = 0, 0, [0]
     total = len(fake.market.complete_bars(fake.clock.now()))
     for _ in range(TRIALS):
         proc = backfill_process(settings)
@@ -68,9 +69,10 @@ def test_sigkill_at_random_points_then_restart_is_exact(
             kills += 1
         proc.join(timeout=30)
         counts.append(assert_consistent(settings))
+        mid_run += proc.exitcode == -signal.SIGKILL and 0 < counts[-1] < total
     proc = backfill_process(settings)
     proc.join(timeout=120)
     assert proc.exitcode == 0
-    assert kills == TRIALS, (seed, kills, counts)
-    assert 0 < counts[-1] < total, (seed, counts)  # the kills hit mid-run
+    assert kills >= KILLS, (seed, kills, counts)
+    assert mid_run >= KILLS // 2, (seed, counts)  # kills landed between writes
     assert stored_bars(settings) == expected_bars(fake), f"seed {seed}"
