@@ -11,6 +11,9 @@ minutes.
 
 from __future__ import annotations
 
+import json
+import os
+
 import pandas as pd
 import pytest
 
@@ -87,3 +90,39 @@ def test_families_are_not_all_null(built):
     for mart, frame in built["full"].items():
         for col in frame.columns[3:]:
             assert frame[col].notna().any(), f"{mart}.{col} is null everywhere"
+
+
+def test_docs_generate_describes_every_column(built, adapter_settings):
+    """`dbt docs generate` works and every mart column has a description."""
+    if adapter_settings.warehouse != "duckdb":
+        pytest.skip("descriptions are adapter independent: checked once, on DuckDB")
+    run_dbt(adapter_settings, "docs", "generate", pairs=PAIRS)
+    target = adapter_settings.data_dir / "dbt_target"
+    manifest = json.loads((target / "manifest.json").read_text())
+    catalog = json.loads((target / "catalog.json").read_text())
+    missing = []
+    for mart in MARTS:
+        uid = f"model.bqx.{mart}"
+        described = manifest["nodes"][uid]["columns"]
+        for column in catalog["nodes"][uid]["columns"]:
+            if not described.get(column, {}).get("description"):
+                missing.append(f"{mart}.{column}")
+    assert missing == []
+
+
+def test_bad_pair_in_universe_is_named(built, adapter_settings):
+    if adapter_settings.warehouse != "duckdb":
+        pytest.skip("compile-time check, adapter independent: checked on DuckDB")
+    env_settings = adapter_settings
+    import subprocess
+
+    from tests.dbt.conftest import DBT, PROJECT
+
+    done = subprocess.run(
+        [str(DBT), "compile", "-s", "stg_oanda__candles", "--project-dir", str(PROJECT),
+         "--profiles-dir", str(PROJECT), "--target-path", str(env_settings.data_dir / "t2"),
+         "--vars", "{pairs: 'EUR_USD,EURGBP'}"],
+        env={**os.environ, **env_settings.as_env()}, capture_output=True, text=True,
+    )  # fmt: skip
+    assert done.returncode != 0
+    assert "bad pair id 'EURGBP'" in done.stdout

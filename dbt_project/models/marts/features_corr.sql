@@ -16,7 +16,7 @@
 
 with
 
-{{ bqx_cross_tail_inputs(lookback=[windows | max, 2880] | max) }},
+{{ bqx_cross_tail_inputs(lookback=var('cross_lookback_bars')) }},
 
 {% if links | length > 0 -%}
 links as (

@@ -6,7 +6,7 @@
 
 with
 
-{{ bqx_cross_tail_inputs(lookback=windows | max) }},
+{{ bqx_cross_tail_inputs(lookback=[windows | max, var('cross_lookback_bars')] | max) }},
 
 pair_currencies as (
 

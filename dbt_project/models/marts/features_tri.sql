@@ -10,7 +10,7 @@
 
 with
 
-{{ bqx_cross_tail_inputs(lookback=[zw * 16, 2880] | max) }},
+{{ bqx_cross_tail_inputs(lookback=var('cross_lookback_bars')) }},
 
 {% if triangles | length > 0 -%}
 triangles as (

@@ -1,0 +1,171 @@
+"""Build-time benchmark of the dbt marts; prints the figures of issue 4.
+
+Simulated M1 bars of the 28 majors are loaded into a fresh warehouse and every
+model is built with the committed dbt project (``dbt run``, a child process):
+
+* full DuckDB build at 1, 2 and 4 weeks, and the scaling exponent b of
+  time ~ rows^b (least squares in log-log), extrapolated to 5 years;
+* the incremental refresh after one more trading day, as a share of the full
+  build;
+* peak resident memory of the dbt process (DuckDB) and its memory limit;
+* the same full build on PostgreSQL (``--postgres``) and its ratio to DuckDB;
+* the time of the test reference (tests/dbt/reference.py) on the same bars.
+
+Usage: ``python benchmarks/bench_dbt.py [--weeks 1 2 4] [--postgres] [--no-reference]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bqx.pairs import UNIVERSE_28  # noqa: E402
+from bqx.settings import Settings  # noqa: E402
+from bqx.warehouse import open_warehouse  # noqa: E402
+from ingestion.simulator import simulate_bars  # noqa: E402
+
+PROJECT = ROOT / "dbt_project"
+DBT = Path(sys.executable).with_name("dbt")
+START = pd.Timestamp("2024-01-01", tz="UTC")  # a Monday
+
+
+def dbt_run(settings: Settings, *extra: str) -> tuple[float, float, int]:
+    """``dbt run`` on the settings' warehouse: (wall s, model s, peak RSS bytes)."""
+    target = settings.data_dir / "dbt_target"
+    cmd = [
+        str(DBT), "run", "--project-dir", str(PROJECT), "--profiles-dir", str(PROJECT),
+        "--target", settings.warehouse, "--target-path", str(target),
+        "--log-path", str(settings.data_dir / "dbt_logs"),
+        "--vars", json.dumps({"pairs": list(UNIVERSE_28)}), *extra,
+    ]  # fmt: skip
+    env = {**os.environ, **settings.as_env()}
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    out, _ = proc.communicate()
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        sys.exit(f"dbt run failed:\n{out.decode()[-4000:]}")
+    results = json.loads((target / "run_results.json").read_text())["results"]
+    model_s = sum(r["execution_time"] for r in results)
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+    return wall, model_s, peak
+
+
+def fresh_settings(kind: str, root: Path, pg_db: str | None = None) -> Settings:
+    overrides = {"data_dir": root / f"{kind}_{uuid.uuid4().hex[:6]}", "deployment": "local"}
+    if kind == "postgres":
+        overrides.update(warehouse="postgres", pg_database=pg_db)
+    settings = Settings(_env_file=None, **overrides)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.marts_dir.mkdir(parents=True, exist_ok=True)
+    return settings
+
+
+def load(settings: Settings, bars: pd.DataFrame) -> None:
+    warehouse = open_warehouse(settings)
+    try:
+        warehouse.ensure_schema()
+        warehouse.upsert_candles(bars, source="sim")
+    finally:
+        warehouse.close()
+
+
+def pg_database(name: str, drop: bool = False) -> None:
+    import psycopg
+
+    with psycopg.connect("host=127.0.0.1 user=postgres dbname=postgres", autocommit=True) as c:
+        c.execute(f'drop database if exists "{name}" with (force)')
+        if not drop:
+            c.execute(f'create database "{name}"')
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--weeks", type=int, nargs="+", default=[1, 2, 4])
+    parser.add_argument("--postgres", action="store_true", help="also build on PostgreSQL")
+    parser.add_argument("--no-reference", action="store_true")
+    args = parser.parse_args()
+
+    print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}")
+    weeks = sorted(args.weeks)
+    pairs = list(UNIVERSE_28)
+    rows, times = [], []
+    with tempfile.TemporaryDirectory(prefix="bench_dbt_") as tmp:
+        root = Path(tmp)
+        last = None
+        for w in weeks:
+            end = START + pd.Timedelta(weeks=w)
+            bars = simulate_bars(pairs, START, end)
+            settings = fresh_settings("duckdb", root)
+            load(settings, bars)
+            wall, model_s, peak = dbt_run(settings)
+            rows.append(len(bars))
+            times.append(wall)
+            print(
+                f"duckdb full build, {w} week(s), {len(bars):,} bars: {wall:.1f} s wall "
+                f"({model_s:.1f} s in models), peak RSS so far {peak / 2**30:.2f} GiB "
+                f"(memory_limit {settings.duckdb_memory_limit}, threads {settings.duckdb_threads})"
+            )
+            last = (w, end, bars, settings, wall)
+
+        if len(rows) >= 2:
+            lx = [math.log(r) for r in rows]
+            ly = [math.log(t) for t in times]
+            mx, my = sum(lx) / len(lx), sum(ly) / len(ly)
+            b = sum((x - mx) * (y - my) for x, y in zip(lx, ly)) / sum((x - mx) ** 2 for x in lx)
+            five_years = times[-1] * (260 / weeks[-1]) ** b
+            print(f"scaling exponent (time ~ rows^b): b = {b:.2f}")
+            print(f"extrapolated 5-year 28-pair full build on DuckDB: {five_years / 60:.1f} min")
+
+        w, end, bars, settings, full_wall = last
+        day = simulate_bars(pairs, end, end + pd.Timedelta(days=1))
+        load(settings, day)
+        inc_wall, inc_model, _ = dbt_run(settings)
+        print(
+            f"incremental refresh after one more trading day ({len(day):,} bars): "
+            f"{inc_wall:.1f} s wall ({inc_model:.1f} s in models) = "
+            f"{100 * inc_wall / full_wall:.1f}% of the full build"
+        )
+
+        if args.postgres:
+            name = f"bqx_bench_{uuid.uuid4().hex[:8]}"
+            pg_database(name)
+            try:
+                pg = fresh_settings("postgres", root, name)
+                load(pg, bars)
+                pg_wall, pg_model, _ = dbt_run(pg)
+                print(
+                    f"postgres full build, {w} week(s): {pg_wall:.1f} s wall "
+                    f"({pg_model:.1f} s in models) = {pg_wall / full_wall:.1f}x DuckDB"
+                )
+            finally:
+                pg_database(name, drop=True)
+
+        if not args.no_reference:
+            sys.path.insert(0, str(ROOT / "tests" / "dbt"))
+            import reference
+
+            t0 = time.perf_counter()
+            reference.compute_all(bars)
+            print(
+                f"test reference (numpy/pandas), same columns, {w} week(s): "
+                f"{time.perf_counter() - t0:.1f} s"
+            )
+
+
+if __name__ == "__main__":
+    main()
