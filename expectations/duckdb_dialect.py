@@ -11,12 +11,30 @@ behaviour on both warehouses. URL scheme: ``duckdb+bqx:///path/to/file.duckdb``.
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from duckdb_engine import Dialect as _DuckDBDialect
+from sqlalchemy import pool
 from sqlalchemy.dialects import registry
 
 SCHEME = "duckdb+bqx"
+_OPEN: list[Any] = []  # every DuckDB connection this dialect opened and not closed
+_LOCK = threading.Lock()
+
+
+def close_all() -> int:
+    """Close every connection the dialect still has open; returns how many.
+
+    DuckDB allows one writer process per file: the gate calls this when it is
+    done, so dbt (a child process) can open the warehouse right after. GX keeps
+    engines of its own (one per datasource object), so disposing one is not enough.
+    """
+    with _LOCK:
+        conns, _OPEN[:] = list(_OPEN), []
+    for conn in conns:
+        conn.close()
+    return len(conns)
 
 
 class _BufferedCursor:
@@ -81,6 +99,9 @@ class _BufferedConnection:
 
     def close(self) -> None:
         self._inner.close()
+        with _LOCK:
+            if self._inner in _OPEN:
+                _OPEN.remove(self._inner)
 
     @property
     def closed(self) -> bool:
@@ -91,9 +112,13 @@ class _BufferedConnection:
 
 
 class BufferedDuckDBDialect(_DuckDBDialect):
-    """``duckdb_engine``'s dialect with buffered cursors."""
+    """``duckdb_engine``'s dialect with buffered cursors and no connection pool."""
 
     supports_statement_cache = False
+
+    @classmethod
+    def get_pool_class(cls, url: Any) -> type[pool.Pool]:
+        return pool.NullPool  # a connection is closed when GX gives it back
 
     def connect(self, *cargs: Any, **cparams: Any) -> Any:
         """Open the file with exactly the given ``config`` (``connect_args``).
@@ -109,7 +134,10 @@ class BufferedDuckDBDialect(_DuckDBDialect):
             cparams.pop(key, None)
         conn = duckdb.connect(*cargs, **cparams)
         conn.execute("set TimeZone = 'UTC'")
-        return _BufferedConnection(ConnectionWrapper(conn))
+        wrapped = ConnectionWrapper(conn)
+        with _LOCK:
+            _OPEN.append(wrapped)
+        return _BufferedConnection(wrapped)
 
 
 registry.register("duckdb.bqx", __name__, "BufferedDuckDBDialect")

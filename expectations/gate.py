@@ -321,7 +321,11 @@ def _run_gx(
         )
         result = checkpoint.run()
     finally:
-        source.get_engine().dispose()  # DuckDB: release the file
+        source.get_engine().dispose()
+        if settings.warehouse != "postgres":
+            from expectations.duckdb_dialect import close_all
+
+            close_all()  # DuckDB: release the file for other processes (dbt)
     by_suite = {name: rules for name, _, _, rules in plan}
     outcomes = []
     for run in result.run_results.values():

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pandas as pd
 import pytest
 from pydantic import SecretStr
 
 from bqx.warehouse import open_warehouse
-from expectations import GateError, QualityGateError, require_pass, validate
+from expectations import (
+    GateConfig,
+    GateError,
+    QualityGateError,
+    require_pass,
+    validate,
+)
 from tests.expectations.conftest import failure_keys, load_bars, offending
 
 SUITE = "raw_candles"
@@ -27,6 +36,13 @@ def test_clean_simulated_bars_pass(loaded):
     assert len(report.outcomes) == 14
     assert [o.expectation for o in report.outcomes if not o.success] == []
     assert report.passed and report.failures_written == 0
+    if settings.warehouse == "duckdb":  # the file is free for dbt (a child process)
+        code = (
+            f"import duckdb; duckdb.connect({str(settings.duckdb_path)!r})"
+            ".execute('create schema if not exists probe')"
+        )
+        child = subprocess.run([sys.executable, "-c", code], capture_output=True)
+        assert child.returncode == 0, child.stderr.decode()[-400:]
 
 
 def _bar(bars: pd.DataFrame, pair: str, at: str) -> pd.Series:
@@ -136,3 +152,34 @@ def test_postgres_password_stays_out_of_the_gx_project(pg_settings):
     texts = [p.read_text(errors="ignore") for p in project.rglob("*") if p.is_file()]
     assert any("${BQX_PG_PASSWORD}" in t for t in texts)
     assert not any("not-in-any-file-42" in t for t in texts)
+
+
+def test_day_counts_and_flat_share_warn_with_the_right_rows(loaded):
+    """Warnings name their rows; thresholds come from GateConfig."""
+    settings, bars = loaded
+    flat_from = T("2024-01-08 00:00", tz="UTC")
+    with open_warehouse(settings) as wh:  # 6 h of flat EUR_USD bars: over 5%
+        wh.execute(
+            "update raw.candles_m1 set open = close, high = close, low = close "
+            f"where pair = 'EUR_USD' and bar_start >= '{flat_from.isoformat()}' "
+            "and bar_start < '2024-01-08 06:00:00+00:00'"
+        )
+    config = GateConfig(min_bars_per_day=1439)
+    report = validate(settings, "raw", config=config)
+
+    flat = report.outcome(SUITE, "flat_bar_share")
+    assert not flat.success and flat.severity == "warning"
+    assert [r["pair"] for r in flat.examples] == ["EUR_USD"]
+    # independent count: bars per pair per New York trading day (17:00 rollover)
+    ny = bars["bar_start"].dt.tz_convert("America/New_York")
+    day = (ny + pd.Timedelta(hours=7)).dt.date
+    counts = bars.groupby([bars["pair"], day]).size()
+    inner = counts.groupby(level=0, group_keys=False).apply(lambda s: s.iloc[1:-1])
+    short = {(p, d) for (p, d), n in inner.items() if n < 1439}
+    short.add(("EUR_JPY", pd.Timestamp("2024-01-06").date()))  # the Saturday bar
+    named = report.outcome(SUITE, "bars_per_trading_day")
+    assert named.unexpected_count == len(short) > 0
+    stored = failure_keys(settings, SUITE, "bars_per_trading_day")
+    assert len(stored) == len(short)
+    assert not named.success and named.severity == "warning"
+    assert {(r["pair"], r["day"]) for r in named.examples} <= short
