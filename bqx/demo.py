@@ -44,12 +44,19 @@ def run_demo(days: int = 14, entity_rows: int = 3000, seed: int = 7) -> None:
             f"{len(bars):,} bars: {total.inserted:,} inserted, "
             f"{total.unchanged:,} already there"
         )
-    with step("2. features build (dbt build)"):
+    with step("2. validate raw bars (Great Expectations gate)"):
+        from bqx.cli.validate import results_table
+        from expectations.gate import require_pass
+
+        console.print(results_table(require_pass(settings, "raw")))
+    with step("3. features build (dbt build)"):
         features.build(settings)
-    with step("3. features publish (feast apply + materialize)"):
-        views = features.publish(settings)
+    with step("4. features publish (quality gate, feast apply, materialize)"):
+        views = features.publish(
+            settings, on_gate=lambda report: console.print(results_table(report))
+        )
         console.print(f"materialized views: {', '.join(views)}")
-    with step(f"4. point-in-time training frame ({entity_rows:,} entity rows)"):
+    with step(f"5. point-in-time training frame ({entity_rows:,} entity rows)"):
         rng = np.random.default_rng(seed)
         sample = bars.iloc[rng.choice(len(bars), entity_rows, replace=False)]
         entity_df = pd.DataFrame(
@@ -66,7 +73,7 @@ def run_demo(days: int = 14, entity_rows: int = 3000, seed: int = 7) -> None:
         head = ["pair", "event_timestamp", "bqx_45", "ret_std_45", "reg_slope_45",
                 "corr_base_base_60", "tri_err_mean", "fwd_ret_15", "target_bqx45_h15"]
         console.print(frame_table(frame, head, "training frame (first rows)", 8))
-    with step("5. latest online values of every pair"):
+    with step("6. latest online values of every pair"):
         online = features.online_values(settings, pairs)
         head = ["pair", "event_timestamp", "age_minutes", "fresh"]
         console.print(frame_table(online, head + list(SUMMARY_COLUMNS), "online values"))

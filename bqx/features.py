@@ -190,7 +190,7 @@ def export_marts_to_s3(settings: Settings) -> list[str]:
     return keys
 
 
-def publish(settings: Settings, full: bool = False) -> list[str]:
+def publish(settings: Settings, full: bool = False, on_gate=None) -> list[str]:
     """Apply the definitions and load the newest rows into the online store.
 
     The feature suites of the quality gate run first (only the new range on an
@@ -208,7 +208,9 @@ def publish(settings: Settings, full: bool = False) -> list[str]:
     fs = apply(settings)
     since = None if full else _last_published(fs)
     # the quality gate: a failing critical expectation stops the publication
-    require_pass(settings, "features", since=since)
+    report = require_pass(settings, "features", since=since)
+    if on_gate is not None:
+        on_gate(report)
     if settings.deployment == "s3":
         export_marts_to_s3(settings)
     now = datetime.now(timezone.utc)

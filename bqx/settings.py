@@ -50,7 +50,17 @@ class Settings(BaseSettings):
     pg_user: str = "postgres"
     pg_password: SecretStr = SecretStr("")
     pg_database: str = "bqx"
-    pg_sslmode: str = "disable"
+    pg_sslmode: str = Field(
+        "disable", description="libpq sslmode: disable locally, verify-full in production."
+    )
+    pg_sslrootcert: str = Field("", description="CA file for verify-ca/verify-full.")
+    pg_pool_size: int = Field(4, ge=1, le=64, description="Pooled connections at most.")
+    pg_statement_timeout_ms: int = Field(
+        0, ge=0, description="Statement timeout in ms (0: none)."
+    )
+    pg_retries: int = Field(
+        4, ge=0, le=20, description="Retries of a transaction on transient errors."
+    )
 
     redis_host: str = "127.0.0.1"
     redis_port: int = 6379
@@ -99,9 +109,10 @@ class Settings(BaseSettings):
         """libpq connection string for the warehouse (contains the password)."""
         password = self.pg_password.get_secret_value()
         auth = quote(self.pg_user) + (f":{quote(password)}" if password else "")
+        extra = f"&sslrootcert={quote(self.pg_sslrootcert)}" if self.pg_sslrootcert else ""
         return (
             f"postgresql://{auth}@{self.pg_host}:{self.pg_port}/{self.pg_database}"
-            f"?sslmode={self.pg_sslmode}"
+            f"?sslmode={self.pg_sslmode}{extra}"
         )
 
     @property

@@ -290,29 +290,125 @@ class DuckDBWarehouse(Warehouse):
         self.con.close()
 
 
+_POOLS: dict[tuple[str, int, int], Any] = {}
+#: SQLSTATEs worth retrying a whole transaction for: serialization failure,
+#: deadlock, too many connections, admin/crash shutdown, cannot connect now.
+_TRANSIENT_SQLSTATES = {"40001", "40P01", "53300", "57P01", "57P02", "57P03"}
+
+
+def _pg_pool(settings: Settings):
+    """One bounded connection pool per (DSN, size, timeout), shared in the process."""
+    from psycopg_pool import ConnectionPool
+
+    key = (settings.pg_dsn, settings.pg_pool_size, settings.pg_statement_timeout_ms)
+    pool = _POOLS.get(key)
+    if pool is None or pool.closed:
+        options = (
+            f"-c statement_timeout={settings.pg_statement_timeout_ms}"
+            if settings.pg_statement_timeout_ms
+            else ""
+        )
+
+        def configure(conn) -> None:
+            conn.execute("set timezone = 'UTC'")
+
+        pool = ConnectionPool(
+            conninfo=settings.pg_dsn,
+            min_size=0,
+            max_size=settings.pg_pool_size,
+            num_workers=1,
+            kwargs={"autocommit": True, "connect_timeout": 5, "options": options},
+            configure=configure,
+            timeout=15,
+            open=False,
+            name=f"bqx-{settings.pg_database}",
+        )
+        pool.open(wait=False)
+        if not _POOLS:
+            import atexit
+
+            atexit.register(close_pools)
+        _POOLS[key] = pool
+    return pool
+
+
+def close_pools() -> None:
+    """Close every PostgreSQL pool of this process."""
+    while _POOLS:
+        _, pool = _POOLS.popitem()
+        pool.close(timeout=2)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for errors after which retrying a whole transaction is safe and useful."""
+    import psycopg
+
+    if isinstance(exc, psycopg.OperationalError):
+        return True  # connection refused/reset/lost: the transaction was rolled back
+    return getattr(exc, "sqlstate", None) in _TRANSIENT_SQLSTATES
+
+
 class PostgresWarehouse(Warehouse):
-    """The production warehouse: PostgreSQL (or Aurora PostgreSQL)."""
+    """The production warehouse: PostgreSQL (or Aurora PostgreSQL).
+
+    Connections come from a bounded pool; every write is one transaction that is
+    retried as a whole (with backoff and jitter) after a transient error, so a
+    restart of the server mid-load converges to the same tables. A statement
+    outside a transaction (:meth:`execute`) is never retried.
+    """
 
     kind = "postgres"
 
     def __init__(self, settings: Settings) -> None:
         import psycopg
+        from psycopg_pool import PoolTimeout
 
         self.target = settings.pg_target
+        self.retries = settings.pg_retries
+        self.pool = _pg_pool(settings)
         try:
-            self.conn = psycopg.connect(settings.pg_dsn, autocommit=True, connect_timeout=5)
-        except psycopg.OperationalError as exc:
+            with self.pool.connection() as conn:
+                conn.execute("select 1")
+        except (psycopg.OperationalError, PoolTimeout) as exc:
             raise WarehouseError(
                 f"cannot connect to PostgreSQL at {self.target}: "
-                f"{str(exc).strip().splitlines()[-1]}"
-            ) from exc
-        self.conn.execute("set timezone = 'UTC'")
+                f"{str(exc).strip().splitlines()[-1] if str(exc).strip() else exc!r}"
+            ) from None
+
+    def _retrying(self, work):
+        """Run ``work(conn)`` in a transaction, retried on transient errors."""
+        from tenacity import (
+            retry,
+            retry_if_exception,
+            stop_after_attempt,
+            wait_exponential_jitter,
+        )
+
+        @retry(
+            retry=retry_if_exception(is_transient),
+            stop=stop_after_attempt(self.retries + 1),
+            wait=wait_exponential_jitter(initial=0.3, max=5.0),
+            reraise=True,
+        )
+        def attempt():
+            with self.pool.connection() as conn, conn.transaction():
+                return work(conn)
+
+        try:
+            return attempt()
+        except Exception as exc:
+            if is_transient(exc):
+                raise WarehouseError(
+                    f"PostgreSQL at {self.target} failed {self.retries + 1} times: "
+                    f"{str(exc).strip().splitlines()[0]}"
+                ) from exc
+            raise
 
     def ensure_schema(self) -> None:
-        with self.conn.transaction():
-            self.conn.execute("select pg_advisory_xact_lock(hashtext('bqx.raw.ddl'))")
-            self.conn.execute(_DDL_COMMON)
-            self.conn.execute(
+        def work(conn) -> None:
+            conn.execute("select pg_advisory_xact_lock(hashtext('bqx.raw.ddl'))")
+            conn.execute(_DDL_COMMON)
+            conn.execute(
                 f"""create table if not exists raw.candles_m1 (
                     pair text not null,
                     bar_start timestamptz not null,
@@ -321,11 +417,14 @@ class PostgresWarehouse(Warehouse):
                 ) partition by range (bar_start)"""
             )
 
-    def _ensure_partitions(self, months: Iterable[pd.Timestamp]) -> None:
+        self._retrying(work)
+
+    @staticmethod
+    def _ensure_partitions(conn, months: Iterable[pd.Timestamp]) -> None:
         for month in sorted(set(months)):
             start = month.strftime("%Y-%m-01")
             end = (month + pd.offsets.MonthBegin(1)).strftime("%Y-%m-01")
-            self.conn.execute(
+            conn.execute(
                 f"create table if not exists raw.candles_m1_{month:%Y%m} "
                 f"partition of raw.candles_m1 for values from "
                 f"('{start} 00:00:00+00') to ('{end} 00:00:00+00')"
@@ -337,60 +436,83 @@ class PostgresWarehouse(Warehouse):
             return LoadResult(0, 0, 0)
         buf = io.BytesIO()
         pa_csv.write_csv(table, buf)
+        payload = buf.getvalue()
         cols = ", ".join(CANDLE_COLUMNS)
-        with self.conn.transaction():
-            self.conn.execute("select pg_advisory_xact_lock(hashtext('bqx.raw.ddl'))")
-            months = pd.to_datetime(
-                table.column("bar_start").to_pandas()
-            ).dt.tz_convert("UTC").dt.tz_localize(None).dt.to_period("M").unique()
-            self._ensure_partitions(m.to_timestamp() for m in months)
-            self.conn.execute(
+        months = (
+            pd.to_datetime(table.column("bar_start").to_pandas())
+            .dt.tz_convert("UTC")
+            .dt.tz_localize(None)
+            .dt.to_period("M")
+            .unique()
+        )
+
+        def work(conn) -> tuple[int, int]:
+            conn.execute("select pg_advisory_xact_lock(hashtext('bqx.raw.ddl'))")
+            self._ensure_partitions(conn, (m.to_timestamp() for m in months))
+            conn.execute(
                 "create temp table bqx_batch (like raw.candles_m1 including defaults) "
                 "on commit drop"
             )
-            with self.conn.cursor() as cur:
+            with conn.cursor() as cur:
                 with cur.copy(
                     f"copy bqx_batch ({cols}) from stdin with (format csv, header true)"
                 ) as copy:
-                    copy.write(buf.getvalue())
+                    copy.write(payload)
                 existing, changed = cur.execute(_COUNT_SQL).fetchone()
                 cur.execute(_upsert_sql("raw.candles_m1", "bqx_batch"))
                 for pair, ts in _watermark_rows(watermarks or {}):
                     cur.execute(_WATERMARK_SQL.replace("?", "%s"), (pair, ts))
+            return existing, changed
+
+        existing, changed = self._retrying(work)
         return LoadResult(table.num_rows - existing, changed, existing - changed)
 
     def quarantine(self, rejects: pd.DataFrame) -> int:
         if rejects.empty:
             return 0
         rows = rejects.loc[:, list(REJECT_COLUMNS)].astype(object)
-        rows = rows.where(rows.notna(), None).itertuples(index=False, name=None)
-        with self.conn.transaction(), self.conn.cursor() as cur:
-            cur.execute(
-                "create temp table bqx_rejects (source text, record_ref text, "
-                "pair text, raw_record text, reason text) on commit drop"
-            )
-            with cur.copy(
-                "copy bqx_rejects (source, record_ref, pair, raw_record, reason) "
-                "from stdin"
-            ) as copy:
-                for row in rows:
-                    copy.write_row(row)
-            cur.execute(_REJECT_SQL.format(stage="bqx_rejects"))
-            return cur.rowcount
+        rows = list(rows.where(rows.notna(), None).itertuples(index=False, name=None))
+
+        def work(conn) -> int:
+            with conn.cursor() as cur:
+                cur.execute(
+                    "create temp table bqx_rejects (source text, record_ref text, "
+                    "pair text, raw_record text, reason text) on commit drop"
+                )
+                with cur.copy(
+                    "copy bqx_rejects (source, record_ref, pair, raw_record, reason) "
+                    "from stdin"
+                ) as copy:
+                    for row in rows:
+                        copy.write_row(row)
+                cur.execute(_REJECT_SQL.format(stage="bqx_rejects"))
+                return cur.rowcount
+
+        return self._retrying(work)
 
     def query_df(self, sql, params=None) -> pd.DataFrame:
-        with self.conn.cursor() as cur:
-            cur.execute(sql.replace("?", "%s"), list(params or []) or None)
-            if cur.description is None:
-                return pd.DataFrame()
-            cols = [d.name for d in cur.description]
-            return pd.DataFrame(cur.fetchall(), columns=cols)
+        def work(conn) -> pd.DataFrame:
+            with conn.cursor() as cur:
+                cur.execute(sql.replace("?", "%s"), list(params or []) or None)
+                if cur.description is None:
+                    return pd.DataFrame()
+                cols = [d.name for d in cur.description]
+                return pd.DataFrame(cur.fetchall(), columns=cols)
+
+        if sql.lstrip().lower().startswith(("select", "with")):
+            return self._retrying(work)  # a read is safe to retry
+        with self.pool.connection() as conn:
+            return work(conn)
 
     def execute(self, sql, params=None) -> None:
-        self.conn.execute(sql.replace("?", "%s") if params else sql, list(params or []) or None)
+        """Run one statement as is: never retried (it may have applied)."""
+        with self.pool.connection() as conn:
+            conn.execute(
+                sql.replace("?", "%s") if params else sql, list(params or []) or None
+            )
 
     def close(self) -> None:
-        self.conn.close()
+        """Connections go back to the pool (closed at exit)."""
 
 
 def open_warehouse(settings: Settings, read_only: bool = False) -> Warehouse:

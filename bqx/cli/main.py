@@ -10,7 +10,7 @@ import sys
 import click
 import typer
 
-from bqx.cli.common import BqxError, err_console
+from bqx.cli.common import BqxError, err_console, load_settings
 from bqx.cli.features import features_app
 from bqx.cli.ingest import ingest_app
 
