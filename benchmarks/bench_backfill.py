@@ -27,9 +27,12 @@ import pandas as pd
 import psycopg
 from pydantic import SecretStr
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import figure  # noqa: E402
+
 from bqx.pairs import UNIVERSE_28
 from bqx.settings import Settings
-from bqx.warehouse import open_warehouse
+from bqx.warehouse import close_pools, open_warehouse
 from ingestion.backfill import backfill
 from ingestion.oanda.client import OandaClient
 from ingestion.oanda.pager import PageRequest
@@ -62,19 +65,24 @@ def settings_for(kind: str, url: str, data_dir: Path, db: str) -> Settings:
 
 
 def end_to_end(settings: Settings, pairs: list[str], start: str) -> None:
+    kind = settings.warehouse
     t0 = time.perf_counter()
     s = backfill(settings, pairs, start, rate=100.0, workers=8)
     wall = time.perf_counter() - t0
     ours = s.parse_s + s.load_s
-    print(
-        f"  end to end   : {s.bars:>9,} bars in {wall:6.1f} s = {s.bars / wall:>9,.0f}"
-        f" bars/s ({s.requests} requests)\n"
-        f"                 HTTP wait {s.http_s:6.1f} s (summed over workers), "
-        f"parse {s.parse_s:5.1f} s, load {s.load_s:5.1f} s\n"
-        f"                 our code {ours / (ours + s.http_s):.0%} / HTTP wait "
-        f"{s.http_s / (ours + s.http_s):.0%} of worker+writer time; "
-        f"writer busy {s.load_s / wall:.0%} of wall"
-    )
+    figure(
+        f"backfill {kind} end to end", s.bars / wall, "bars/s",
+        f"{len(pairs)} pairs, {s.bars:,} bars in {wall:.1f} s, {s.requests} requests",
+    )  # fmt: skip
+    figure(
+        f"backfill {kind} time in our code", 100 * ours / (ours + s.http_s), "%",
+        f"parse {s.parse_s:.1f} s + load {s.load_s:.1f} s vs HTTP wait "
+        f"{s.http_s:.1f} s, summed over workers",
+    )  # fmt: skip
+    figure(
+        f"backfill {kind} writer busy", 100 * s.load_s / wall, "% of wall",
+        "the single writer loading batches",
+    )  # fmt: skip
 
 
 def fetch_bodies(settings: Settings, pairs: list[str], start: str) -> list:
@@ -114,10 +122,13 @@ def our_side(settings: Settings, bodies: list) -> None:
         if batch:
             n += load_pages(wh, batch, "oanda:M")[0].total
     t2 = time.perf_counter()
-    print(
-        f"  our side only: {n:>9,} bars: parse {n / (t1 - t0):>9,.0f} bars/s, "
-        f"load {n / (t2 - t1):>9,.0f} bars/s, parse+load {n / (t2 - t0):>9,.0f} bars/s"
-    )
+    kind = settings.warehouse
+    figure(f"backfill {kind} our side: parse", n / (t1 - t0), "bars/s", "no HTTP")
+    figure(f"backfill {kind} our side: load", n / (t2 - t1), "bars/s", "bulk upsert")
+    figure(
+        f"backfill {kind} our side: parse + load", n / (t2 - t0), "bars/s",
+        f"{n:,} bars already fetched",
+    )  # fmt: skip
 
 
 def main() -> None:
@@ -133,17 +144,16 @@ def main() -> None:
     db = f"bqx_bench_{os.getpid()}"
     admin = psycopg.connect("host=127.0.0.1 user=postgres dbname=postgres",
                             autocommit=True)  # fmt: skip
-    print(f"backfill benchmark: {len(pairs)} pairs, {start}..{end}, fake at {url}")
     try:
         for kind in args.engines.split(","):
             with tempfile.TemporaryDirectory() as tmp:
                 for label in ("e2e", "ours"):
-                    admin.execute(f'drop database if exists "{db}"')
+                    close_pools()  # the warehouse keeps a pool per DSN
+                    admin.execute(f'drop database if exists "{db}" with (force)')
                     admin.execute(f'create database "{db}"')
                     data_dir = Path(tmp) / label
                     s = settings_for(kind, url, data_dir, db)
                     if label == "e2e":
-                        print(f"{kind}:")
                         end_to_end(s, pairs, start)
                     else:
                         our_side(s, fetch_bodies(s, pairs, start))

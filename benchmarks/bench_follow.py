@@ -13,6 +13,7 @@ Usage: ``python benchmarks/bench_follow.py [--pairs all] [--seconds 60]``.
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import threading
 import time
@@ -22,8 +23,12 @@ import numpy as np
 import psycopg
 from pydantic import SecretStr
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import figure  # noqa: E402
+
 from bqx.pairs import UNIVERSE_28
 from bqx.settings import Settings
+from bqx.warehouse import close_pools
 from ingestion.follow import follow
 from ingestion.oanda.fake import FakeOanda
 from ingestion.oanda.market import FakeMarket
@@ -53,13 +58,15 @@ def run(kind: str, fake: FakeOanda, pairs, args, db: str, tmp: Path) -> None:
                    on_poll=on_poll)  # fmt: skip
     lat = np.array(latencies)
     if not len(lat):
-        print(f"{kind:>8}: no samples")
+        print(f"follow {kind}: no samples")
         return
-    print(
-        f"{kind:>8}: {len(lat)} candles over {stats.polls} polls; latency p50 "
-        f"{np.percentile(lat, 50):.2f} s, p99 {np.percentile(lat, 99):.2f} s, "
-        f"max {lat.max():.2f} s"
+    context = (
+        f"{len(lat)} candles of {len(pairs)} pairs, {stats.polls} polls every "
+        f"{args.interval} s, fake clock x{args.speed}"
     )
+    figure(f"follow {kind} latency p50", float(np.percentile(lat, 50)), "s", context)
+    figure(f"follow {kind} latency p99", float(np.percentile(lat, 99)), "s", context)
+    figure(f"follow {kind} latency max", float(lat.max()), "s", context)
 
 
 def main() -> None:
@@ -75,14 +82,11 @@ def main() -> None:
     db = f"bqx_bench_follow_{int(time.time())}"
     admin = psycopg.connect("host=127.0.0.1 user=postgres dbname=postgres",
                             autocommit=True)  # fmt: skip
-    print(
-        f"follow benchmark: {len(pairs)} pairs, poll every {args.interval} s, fake "
-        f"clock x{args.speed}, {args.seconds:.0f} s per engine"
-    )
     try:
         with FakeOanda(market) as fake, tempfile.TemporaryDirectory() as tmp:
             for kind in args.engines.split(","):
-                admin.execute(f'drop database if exists "{db}"')
+                close_pools()  # the warehouse keeps a pool per DSN
+                admin.execute(f'drop database if exists "{db}" with (force)')
                 admin.execute(f'create database "{db}"')
                 run(kind, fake, pairs, args, db, Path(tmp))
     finally:

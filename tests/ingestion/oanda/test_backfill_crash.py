@@ -9,7 +9,7 @@ import random
 import signal
 import time
 
-from bqx.warehouse import open_warehouse
+from bqx.warehouse import close_pools, open_warehouse
 from ingestion.backfill import backfill
 
 FORK = multiprocessing.get_context("fork")
@@ -27,7 +27,12 @@ def _backfill(settings) -> None:
 
 
 def backfill_process(settings) -> multiprocessing.Process:
-    """The backfill in its own (forked) process, so SIGKILL hits only it."""
+    """The backfill in its own (forked) process, so SIGKILL hits only it.
+
+    The parent's PostgreSQL pool is closed first: a forked child must not share its
+    connections (or its pool threads' locks).
+    """
+    close_pools()
     proc = FORK.Process(target=_backfill, args=(settings,), daemon=True)
     proc.start()
     return proc
