@@ -164,6 +164,7 @@ def apply(settings: Settings) -> FeatureStore:
 def export_marts_to_s3(settings: Settings) -> list[str]:
     """Upload the Parquet marts to ``s3://<bucket>/marts/`` (the ``s3`` deployment)."""
     import boto3
+    from boto3.exceptions import S3UploadFailedError
     from botocore.exceptions import BotoCoreError, ClientError
 
     assert settings.marts_dir is not None
@@ -182,7 +183,7 @@ def export_marts_to_s3(settings: Settings) -> list[str]:
         key = f"marts/{path.name}"
         try:
             client.upload_file(str(path), settings.s3_bucket, key)
-        except (BotoCoreError, ClientError) as exc:
+        except (BotoCoreError, ClientError, S3UploadFailedError) as exc:
             raise FeaturesError(
                 f"cannot upload {path.name} to s3://{settings.s3_bucket}/{key}: {exc}"
             ) from None
