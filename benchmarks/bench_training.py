@@ -42,7 +42,8 @@ def _sim_rows(n_pairs: int, days: int):
         "name": "bench", "label": "fwd_ret_15",
         "features": ["bqx_45", "ret_std_45", "signal"],
         "segments": {"train": [str(start), str(cut)],
-                     "valid": [str(cut + pd.Timedelta("1h")), str(end - pd.Timedelta("2h"))],
+                     "valid": [str(cut + pd.Timedelta("1h")),
+                               str(end - pd.Timedelta("2h"))],
                      "test": [str(end - pd.Timedelta("1h")), str(end)]},
     })
     prep = prepare_frame(frame, exp)
@@ -120,7 +121,8 @@ def throughput(args) -> None:
           f"({r['samples']} samples in {r['fit_s']:.1f} s)")
     ray.shutdown()
     again = _fit(config)
-    print(f"plain Lightning : {again['samples_per_s']:8.1f} samples/s (again, after Ray)")
+    print(f"plain Lightning : {again['samples_per_s']:8.1f} samples/s "
+          "(again, after Ray)")
     base = (plain["samples_per_s"] + again["samples_per_s"]) / 2
     overhead = 100 * (base / r["samples_per_s"] - 1)
     print(f"Ray overhead in Trainer.fit vs the mean plain run: {overhead:+.1f}% "

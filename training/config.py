@@ -89,7 +89,9 @@ class ExperimentConfig:
             )
         bad = set(self.ensemble) - set(ENSEMBLES)
         if bad:
-            raise ConfigError(f"ensemble must be some of {ENSEMBLES}, got {sorted(bad)}")
+            raise ConfigError(
+                f"ensemble must be some of {ENSEMBLES}, got {sorted(bad)}"
+            )
         if not self.features:
             raise ConfigError("features: list at least one feature column")
 

@@ -65,7 +65,10 @@ def evaluate_run(store: RunStore, run: str, interpret: bool = True) -> Evaluatio
     if test.empty:
         raise ValueError(f"run {run!r} has no test rows with every forecast")
     cols = models + [b for b in BASELINES if b in test.columns]
-    overall = metric_table(test, cols)
+    from training.datasets import decoder_steps
+
+    stride = decoder_steps(exp.horizon, exp.every_minutes)
+    overall = metric_table(test, cols, stride=stride)
     per_pair = per_pair_table(test, cols)
     images = {
         "pred_vs_real.png": _scatter(test, models),
@@ -185,7 +188,8 @@ def _markdown(run, exp, test, overall, per_pair, images, tft_info) -> str:
         "the label), `known` (the observed part of a BQX target, when it applies). "
         "`rmse_ratio` < 1 beats the best baseline; `da` is directional accuracy "
         "with its 95% bootstrap interval; `ic_mean`/`ic_t`: Spearman IC across "
-        "pairs per timestamp, mean and t-statistic.",
+        "pairs per timestamp, mean and t-statistic; `ic_t_indep`: the t-statistic "
+        "over timestamps one label horizon apart (non-overlapping labels).",
         "",
         "## Overall (test windows)",
         "",

@@ -121,7 +121,9 @@ def _ensembles(store, run, exp, fold, out, rows) -> pd.DataFrame:
     info = json.loads(store.get_bytes(run, "ensembles.json"))
     if f"meta_f{fold}" in info:
         m = info[f"meta_f{fold}"]
-        meta = RidgeMeta(m["columns"], m["alpha"], np.asarray(m["coef"]), m["intercept"])
+        meta = RidgeMeta(
+            m["columns"], m["alpha"], np.asarray(m["coef"]), m["intercept"]
+        )
         out["meta"] = meta.predict(out)
     if store.exists(run, "moe.pt"):
         states = torch.load(io.BytesIO(store.get_bytes(run, "moe.pt")),
@@ -134,12 +136,34 @@ def _ensembles(store, run, exp, fold, out, rows) -> pd.DataFrame:
     return out
 
 
-def predict_latest(store: RunStore, run: str, settings, hours: int = 24) -> pd.DataFrame:
-    """Forecasts now, from the last ``hours`` of the feature store."""
+def with_online(history: pd.DataFrame, online: pd.DataFrame) -> pd.DataFrame:
+    """History plus each pair's online row when it is fresh and newer."""
+    if online.empty:
+        return history
+    online = online.copy()
+    online["event_timestamp"] = pd.to_datetime(online["event_timestamp"], utc=True)
+    if "fresh" in online.columns:
+        online = online[online["fresh"].astype(bool)]
+    last = history.groupby("pair")["event_timestamp"].max()
+    newer = online[online["event_timestamp"] > online["pair"].map(last).fillna(
+        pd.Timestamp.min.tz_localize("UTC"))]
+    cols = [c for c in newer.columns if c in history.columns]
+    return pd.concat([history, newer[cols]], ignore_index=True)
+
+
+def predict_latest(
+    store: RunStore, run: str, settings, hours: int = 24
+) -> pd.DataFrame:
+    """Forecasts now: the last ``hours`` of the offline store (the models' encoder
+    history) plus each pair's online row (``online_v1``) when it is newer."""
+    from bqx.features import online_values
+
     from training.data import load_frame
 
     exp = load_run_config(store, run)
     end = pd.Timestamp.now(tz="UTC").floor("min")
     exp.start = (end - pd.Timedelta(hours=hours)).isoformat()
     exp.end = end.isoformat()
-    return predict_frame(store, run, load_frame(exp, settings))
+    history = load_frame(exp, settings)
+    online = online_values(settings, exp.pairs or settings.pair_list)
+    return predict_frame(store, run, with_online(history, online))

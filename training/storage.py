@@ -47,7 +47,9 @@ class RunStore:
             with self.fs.open_input_stream(path) as src:
                 return src.read()
         except FileNotFoundError:
-            raise RunNotFoundError(f"run {run!r}: no {name} at {self.uri}/{run}") from None
+            raise RunNotFoundError(
+                f"run {run!r}: no {name} at {self.uri}/{run}"
+            ) from None
         except OSError as exc:
             if "not exist" in str(exc) or "NoSuchKey" in str(exc):
                 raise RunNotFoundError(

@@ -114,7 +114,8 @@ def train_func(config: dict) -> None:
         )
         val = (module.loader(ds["valid"], exp.trainer.batch_size, False)
                if "valid" in ds else None)
-        trainer.fit(model, module.loader(ds["train"], exp.trainer.batch_size, True), val)
+        train = module.loader(ds["train"], exp.trainer.batch_size, True)
+        trainer.fit(model, train, val)
         metrics.update({f"{name}/{k}": float(v)
                         for k, v in trainer.callback_metrics.items()})
         fitted[name] = (module, model, trainer, ds)
@@ -222,7 +223,9 @@ def _check_reload(result, exp, rows, fold, spec) -> pd.DataFrame:
             if len(mine) != len(again) or not np.allclose(
                 mine["prediction"], again["prediction"], rtol=1e-5, atol=1e-7
             ):
-                raise TrainError(f"{name}: the reloaded checkpoint changes the forecasts")
+                raise TrainError(
+                    f"{name}: the reloaded checkpoint changes the forecasts"
+                )
     return worker
 
 
@@ -306,7 +309,8 @@ def _keep_cols(rows: pd.DataFrame, feats: list[str]) -> list[str]:
 
 def load_run_config(store: RunStore, run: str) -> ExperimentConfig:
     """The experiment config saved with a run."""
-    return config_from_dict(yaml.safe_load(io.BytesIO(store.get_bytes(run, "config.yaml"))))
+    raw = yaml.safe_load(io.BytesIO(store.get_bytes(run, "config.yaml")))
+    return config_from_dict(raw, source=f"{run}/config.yaml")
 
 
 def load_model(store: RunStore, run: str, fold: int, name: str):

@@ -81,6 +81,8 @@ def test_ic_per_timestamp_across_pairs():
     frame["zero"] = 0.0
     frame["persistence"] = frame["target"] * 2
     table = metric_table(frame, ["f", "zero", "persistence"])
+    assert table.loc["f", "ic_t_indep"] == table.loc["f", "ic_t"]
+    assert np.isnan(metric_table(frame, ["f"], stride=2).loc["f", "ic_t_indep"])
     best = min(rmse(frame["zero"], frame["target"]),
                rmse(frame["persistence"], frame["target"]))
     assert table.loc["f", "rmse_ratio"] == pytest.approx(

@@ -22,7 +22,9 @@ def _series(gaps: list[int], h: int) -> tuple[pd.Series, pd.Series]:
 @given(
     gaps=st.lists(st.integers(1, 400), min_size=20, max_size=400),
     h=st.integers(1, 60),
-    lengths=st.tuples(st.integers(60, 3000), st.integers(30, 1500), st.integers(30, 1500)),
+    lengths=st.tuples(
+        st.integers(60, 3000), st.integers(30, 1500), st.integers(30, 1500)
+    ),
     extra=st.integers(0, 120),
 )
 def test_no_label_window_crosses_a_boundary(gaps, h, lengths, extra):
@@ -67,8 +69,11 @@ def test_short_embargo_is_refused():
         walk_forward("2024-01-01", "2024-02-01", "10D", "2D", "2D", "10min", 60)
     with pytest.raises(SplitError, match="gap of at least"):
         explicit_fold(
-            {"train": ["2024-01-01", "2024-01-05"], "valid": ["2024-01-05", "2024-01-06"],
-             "test": ["2024-01-07", "2024-01-08"]},
+            {
+                "train": ["2024-01-01", "2024-01-05"],
+                "valid": ["2024-01-05", "2024-01-06"],
+                "test": ["2024-01-07", "2024-01-08"],
+            },
             horizon_minutes=15,
         )
 

@@ -39,9 +39,13 @@ def pf_outputs(model, ds, batch_size: int = 256) -> tuple[torch.Tensor, pd.DataF
 
 def attach_time(index: pd.DataFrame, rows: pd.DataFrame, offset: int) -> pd.DataFrame:
     """Map ``(pair, time_idx - offset)`` back to the rows' ``event_timestamp``."""
-    key = index.assign(time_idx=index["time_idx"] - offset, pair=index["pair"].astype(str))
+    key = index.assign(
+        time_idx=index["time_idx"] - offset, pair=index["pair"].astype(str)
+    )
     return key.merge(
-        rows[["pair", "time_idx", "event_timestamp"]], on=["pair", "time_idx"], how="left"
+        rows[["pair", "time_idx", "event_timestamp"]],
+        on=["pair", "time_idx"],
+        how="left",
     )
 
 

@@ -19,7 +19,9 @@ from torch.utils.data import DataLoader, Dataset
 from training.models.common import DataSpec
 from training.splits import Fold
 
-DEFAULTS = {"d_model": 32, "heads": 2, "layers": 1, "dropout": 0.1, "learning_rate": 3e-3}
+DEFAULTS = {
+    "d_model": 32, "heads": 2, "layers": 1, "dropout": 0.1, "learning_rate": 3e-3
+}
 
 
 class PairPanel(Dataset):
@@ -133,7 +135,8 @@ def datasets(rows: pd.DataFrame, fold: Fold, spec: DataSpec) -> dict:
             out[w.name] = PairPanel(rows, w.name, pairs, reals, mean, std)
     train = out["train"]
     train.reals, train.mean, train.std = reals, mean, std
-    train.target_std = float(rows.loc[rows["segment"] == "train", "target"].std() or 1.0)
+    target = rows.loc[rows["segment"] == "train", "target"]
+    train.target_std = float(target.std() or 1.0)
     return out
 
 
