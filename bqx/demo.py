@@ -10,7 +10,6 @@ from bqx.cli.common import (
     console,
     frame_table,
     load_settings,
-    progress,
     step,
 )
 
@@ -18,9 +17,8 @@ from bqx.cli.common import (
 def run_demo(days: int = 14, entity_rows: int = 3000, seed: int = 7) -> None:
     """Simulate ``days`` of bars ending now, build, publish, then read both ways."""
     from bqx import features
+    from bqx.cli.ingest import simulate_and_load
     from bqx.timeutil import utc_now_minute
-    from bqx.warehouse import LoadResult, open_warehouse
-    from ingestion.simulator import simulate_bars
 
     settings = load_settings()
     pairs = settings.pair_list
@@ -32,14 +30,7 @@ def run_demo(days: int = 14, entity_rows: int = 3000, seed: int = 7) -> None:
         f"data in {settings.data_dir}"
     )
     with step("1. ingest: simulate M1 bars and load raw.candles_m1"):
-        bars = simulate_bars(pairs, start, end, seed=seed)
-        total = LoadResult(0, 0, 0)
-        with open_warehouse(settings) as wh, progress() as bar:
-            wh.ensure_schema()
-            task = bar.add_task("load pairs", total=len(pairs))
-            for _, frame in bars.groupby("pair", sort=True):
-                total += wh.upsert_candles(frame, source="simulator:M")
-                bar.advance(task)
+        bars, total = simulate_and_load(settings, pairs, start, end, seed)
         console.print(
             f"{len(bars):,} bars: {total.inserted:,} inserted, "
             f"{total.unchanged:,} already there"

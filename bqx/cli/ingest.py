@@ -77,23 +77,34 @@ def ingest_simulate(
     import pandas as pd
 
     from bqx.timeutil import utc, utc_now_minute
-    from bqx.warehouse import LoadResult, open_warehouse
-    from ingestion.simulator import simulate_bars
 
     settings = load_settings()
     names = settings.pair_list if pairs == "all" else resolve_pairs(pairs.split(","))
     stop = utc(end) if end else utc_now_minute()
     start = stop - pd.Timedelta(days=days)
-    total = LoadResult(0, 0, 0)
-    with open_warehouse(settings) as wh, progress() as bar:
-        wh.ensure_schema()
-        task = bar.add_task("simulate + load", total=len(names))
-        bars = simulate_bars(names, start, stop, seed=seed)
-        for name, frame in bars.groupby("pair", sort=True):
-            total += wh.upsert_candles(frame, source="simulator:M")
-            bar.advance(task)
+    _, total = simulate_and_load(settings, names, start, stop, seed)
     console.print(
         f"{len(names)} pairs, {start:%Y-%m-%d %H:%M} to {stop:%Y-%m-%d %H:%M} UTC: "
         f"{total.inserted} inserted, {total.updated} updated, "
         f"{total.unchanged} unchanged"
     )
+
+
+def simulate_and_load(settings, names, start, stop, seed: int = 7):
+    """Simulate bars of ``names`` in ``[start, stop)`` and load them, pair by pair.
+
+    Returns:
+        ``(bars, LoadResult)``.
+    """
+    from bqx.warehouse import LoadResult, open_warehouse
+    from ingestion.simulator import simulate_bars
+
+    bars = simulate_bars(names, start, stop, seed=seed)
+    total = LoadResult(0, 0, 0)
+    with open_warehouse(settings) as wh, progress() as bar:
+        wh.ensure_schema()
+        task = bar.add_task("simulate + load", total=len(names))
+        for _, frame in bars.groupby("pair", sort=True):
+            total += wh.upsert_candles(frame, source="simulator:M")
+            bar.advance(task)
+    return bars, total
