@@ -199,10 +199,17 @@ class MaskingFilter(logging.Filter):
 def install_log_masking(
     settings: Settings, logger: logging.Logger | None = None
 ) -> None:
-    """Mask the secrets of ``settings`` in every handler of ``logger`` (root)."""
+    """Mask the secrets of ``settings`` in every handler of ``logger`` (root).
+
+    Python's last-resort handler (what prints warnings when logging is not
+    configured) is masked too.
+    """
     logger = logger or logging.getLogger()
     masking = MaskingFilter(secret_values(settings))
-    for handler in logger.handlers:
+    handlers = list(logger.handlers)
+    if logging.lastResort is not None:
+        handlers.append(logging.lastResort)
+    for handler in handlers:
         for old in [f for f in handler.filters if isinstance(f, MaskingFilter)]:
             handler.removeFilter(old)
         handler.addFilter(masking)

@@ -141,3 +141,14 @@ def test_local_registry_file(duck_settings):
     assert check_registry(duck_settings).status == "fail"
     path.write_bytes(b"\x0a\x03bqx")
     assert check_registry(duck_settings).status == "ok"
+
+
+@pytest.mark.slow
+def test_sql_registry_after_a_real_feast_apply(redis_settings):
+    from bqx.features import apply
+
+    assert check_registry(redis_settings).status == "warn"
+    apply(redis_settings)
+    check = check_registry(redis_settings)
+    assert check.status == "ok" and check.hint.endswith("feature views")
+    assert int(check.hint.split()[0]) >= 1

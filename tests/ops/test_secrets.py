@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
+import sys
+from pathlib import Path
 
 import boto3
 import pytest
@@ -110,3 +113,21 @@ def test_masking_filter_rewrites_log_records(caplog):
         caplog.handler.filters.clear()
     assert "connecting with ***" in caplog.text
     assert VALUE not in caplog.text
+
+
+def test_unconfigured_logging_is_masked_too(tmp_path):
+    code = (
+        "import logging; from tests.conftest import make_settings; "
+        "from bqx.secrets import install_log_masking; from pathlib import Path; "
+        f"s = make_settings(Path({str(tmp_path)!r}), oanda_token={VALUE!r}); "
+        "install_log_masking(s); "
+        f"logging.getLogger('x').warning('token is %s', {VALUE!r})"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert out.stderr.strip() == "token is ***"
