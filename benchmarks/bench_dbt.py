@@ -33,10 +33,10 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bqx.pairs import UNIVERSE_28  # noqa: E402
-from bqx.settings import Settings  # noqa: E402
-from bqx.warehouse import open_warehouse  # noqa: E402
-from ingestion.simulator import simulate_bars  # noqa: E402
+from bqx.pairs import UNIVERSE_28
+from bqx.settings import Settings
+from bqx.warehouse import open_warehouse
+from ingestion.simulator import simulate_bars
 
 PROJECT = ROOT / "dbt_project"
 DBT = Path(sys.executable).with_name("dbt")
@@ -54,19 +54,32 @@ def dbt_run(settings: Settings, *extra: str) -> tuple[float, float, int]:
     ]  # fmt: skip
     env = {**os.environ, **settings.as_env()}
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
     out, _ = proc.communicate()
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
         sys.exit(f"dbt run failed:\n{out.decode()[-4000:]}")
     results = json.loads((target / "run_results.json").read_text())["results"]
     model_s = sum(r["execution_time"] for r in results)
+    slowest = sorted(results, key=lambda r: -r["execution_time"])[:4]
+    print(
+        "    slowest models: "
+        + ", ".join(
+            f"{r['unique_id'].split('.')[-1]} {r['execution_time']:.1f} s"
+            for r in slowest
+        )
+    )
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
     return wall, model_s, peak
 
 
 def fresh_settings(kind: str, root: Path, pg_db: str | None = None) -> Settings:
-    overrides = {"data_dir": root / f"{kind}_{uuid.uuid4().hex[:6]}", "deployment": "local"}
+    overrides = {
+        "data_dir": root / f"{kind}_{uuid.uuid4().hex[:6]}",
+        "deployment": "local",
+    }
     if kind == "postgres":
         overrides.update(warehouse="postgres", pg_database=pg_db)
     settings = Settings(_env_file=None, **overrides)
@@ -87,7 +100,9 @@ def load(settings: Settings, bars: pd.DataFrame) -> None:
 def pg_database(name: str, drop: bool = False) -> None:
     import psycopg
 
-    with psycopg.connect("host=127.0.0.1 user=postgres dbname=postgres", autocommit=True) as c:
+    with psycopg.connect(
+        "host=127.0.0.1 user=postgres dbname=postgres", autocommit=True
+    ) as c:
         c.execute(f'drop database if exists "{name}" with (force)')
         if not drop:
             c.execute(f'create database "{name}"')
@@ -96,7 +111,9 @@ def pg_database(name: str, drop: bool = False) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--weeks", type=int, nargs="+", default=[1, 2, 4])
-    parser.add_argument("--postgres", action="store_true", help="also build on PostgreSQL")
+    parser.add_argument(
+        "--postgres", action="store_true", help="also build on PostgreSQL"
+    )
     parser.add_argument("--no-reference", action="store_true")
     args = parser.parse_args()
 
@@ -126,10 +143,14 @@ def main() -> None:
             lx = [math.log(r) for r in rows]
             ly = [math.log(t) for t in times]
             mx, my = sum(lx) / len(lx), sum(ly) / len(ly)
-            b = sum((x - mx) * (y - my) for x, y in zip(lx, ly)) / sum((x - mx) ** 2 for x in lx)
+            b = sum((x - mx) * (y - my) for x, y in zip(lx, ly)) / sum(
+                (x - mx) ** 2 for x in lx
+            )
             five_years = times[-1] * (260 / weeks[-1]) ** b
             print(f"scaling exponent (time ~ rows^b): b = {b:.2f}")
-            print(f"extrapolated 5-year 28-pair full build on DuckDB: {five_years / 60:.1f} min")
+            print(
+                f"extrapolated 5-year 28-pair full build on DuckDB: {five_years / 60:.1f} min"
+            )
 
         w, end, bars, settings, full_wall = last
         day = simulate_bars(pairs, end, end + pd.Timedelta(days=1))

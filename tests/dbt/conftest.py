@@ -26,15 +26,31 @@ DBT = Path(sys.executable).parent / "dbt"
 def run_dbt(settings: Settings, *args: str, pairs: list[str] | None = None) -> str:
     """Run the dbt CLI on the committed project and profiles; fail with its log."""
     env = {**os.environ, **settings.as_env()}
-    cmd = [str(DBT), *args, "--project-dir", str(PROJECT), "--profiles-dir", str(PROJECT)]
+    cmd = [
+        str(DBT),
+        *args,
+        "--project-dir",
+        str(PROJECT),
+        "--profiles-dir",
+        str(PROJECT),
+    ]
     cmd += ["--target", settings.warehouse]
     if pairs is not None:
         cmd += ["--vars", "{pairs: '" + ",".join(pairs) + "'}"]
     log_dir = settings.data_dir / "dbt_logs"
-    cmd += ["--log-path", str(log_dir), "--target-path", str(settings.data_dir / "dbt_target")]
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+    cmd += [
+        "--log-path",
+        str(log_dir),
+        "--target-path",
+        str(settings.data_dir / "dbt_target"),
+    ]
+    done = subprocess.run(
+        cmd, env=env, capture_output=True, text=True, timeout=900, check=False
+    )
     if done.returncode != 0:
-        pytest.fail(f"dbt {' '.join(args)} failed:\n{done.stdout[-6000:]}{done.stderr[-2000:]}")
+        pytest.fail(
+            f"dbt {' '.join(args)} failed:\n{done.stdout[-6000:]}{done.stderr[-2000:]}"
+        )
     return done.stdout
 
 
@@ -60,7 +76,8 @@ def load(settings: Settings, bars: pd.DataFrame, source: str = "sim") -> None:
 def raw_bars(settings: Settings) -> pd.DataFrame:
     """raw.candles_m1 as the reference reads it."""
     return query(
-        settings, "select pair, bar_start, open, high, low, close, volume from raw.candles_m1"
+        settings,
+        "select pair, bar_start, open, high, low, close, volume from raw.candles_m1",
     )
 
 

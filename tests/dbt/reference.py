@@ -83,8 +83,10 @@ def features_idx(data, baseline=None) -> pd.DataFrame:
         else:
             after = f.loc[f["bar_start_at"] >= pd.Timestamp(baseline), "c"]
             c0 = after.iloc[0] if len(after) else np.nan
-        cols = {f"{k}_idx": 100 * f[s] / c0 for k, s in
-                [("close", "c"), ("open", "o"), ("high", "h"), ("low", "l")]}
+        cols = {
+            f"{k}_idx": 100 * f[s] / c0
+            for k, s in [("close", "c"), ("open", "o"), ("high", "h"), ("low", "l")]
+        }
         parts.append(_keyed(pair, f, cols))
     return _concat(parts)
 
@@ -93,9 +95,11 @@ def features_bqx(data) -> pd.DataFrame:
     parts = []
     for pair, f in data.items():
         c = f["c"]
-        parts.append(_keyed(pair, f, {
-            f"bqx_{w}": 100 * (c - c.shift(w)) / c.shift(w) for w in W
-        }))
+        parts.append(
+            _keyed(
+                pair, f, {f"bqx_{w}": 100 * (c - c.shift(w)) / c.shift(w) for w in W}
+            )
+        )
     return _concat(parts)
 
 
@@ -193,18 +197,24 @@ def _pearson_windows(x: np.ndarray, y: np.ndarray, w: int) -> np.ndarray:
 
 def features_corr(data) -> pd.DataFrame:
     pairs = sorted(data)
-    returns = {p: data[p].loc[data[p]["r"].notna(), ["bar_start_at", "r"]] for p in pairs}
+    returns = {
+        p: data[p].loc[data[p]["r"].notna(), ["bar_start_at", "r"]] for p in pairs
+    }
     per_link: dict[tuple[str, str], pd.DataFrame] = {}
     for p in pairs:
         for o in pairs:
             if p < o and category(p, o) is not None:
-                m = returns[p].merge(returns[o], on="bar_start_at", suffixes=("_p", "_o"))
+                m = returns[p].merge(
+                    returns[o], on="bar_start_at", suffixes=("_p", "_o")
+                )
                 m = m.sort_values("bar_start_at")
                 vals = {
                     w: _pearson_windows(m["r_p"].to_numpy(), m["r_o"].to_numpy(), w)
                     for w in CORR_W
                 }
-                per_link[(p, o)] = pd.DataFrame(vals, index=m["bar_start_at"].to_numpy())
+                per_link[(p, o)] = pd.DataFrame(
+                    vals, index=m["bar_start_at"].to_numpy()
+                )
     parts = []
     for p in pairs:
         f = data[p]
@@ -252,8 +262,12 @@ def features_strength(data) -> pd.DataFrame:
         t = f["bar_start_at"]
         cols = {}
         for w in CSI_W:
-            base = csi[b][w].reindex(t).to_numpy() if b in csi else np.full(len(t), np.nan)
-            quote = csi[q][w].reindex(t).to_numpy() if q in csi else np.full(len(t), np.nan)
+            base = (
+                csi[b][w].reindex(t).to_numpy() if b in csi else np.full(len(t), np.nan)
+            )
+            quote = (
+                csi[q][w].reindex(t).to_numpy() if q in csi else np.full(len(t), np.nan)
+            )
             cols[f"csi_base_{w}"] = base
             cols[f"csi_quote_{w}"] = quote
             cols[f"csi_spread_{w}"] = base - quote
@@ -263,7 +277,10 @@ def features_strength(data) -> pd.DataFrame:
 
 def features_tri(data) -> pd.DataFrame:
     pairs = set(data)
-    logc = {p: pd.Series(np.log(f["c"].to_numpy()), index=f["bar_start_at"]) for p, f in data.items()}
+    logc = {
+        p: pd.Series(np.log(f["c"].to_numpy()), index=f["bar_start_at"])
+        for p, f in data.items()
+    }
     ccys = sorted({c for p in pairs for c in p.split("_")})
 
     def leg(x: str, y: str):
@@ -284,7 +301,9 @@ def features_tri(data) -> pd.DataFrame:
             l1, l2 = leg(a, b), leg(b, c)
             if l1 is None or l2 is None:
                 continue
-            err = 1e4 * (logc[p] - (l1.reindex(t).to_numpy() + l2.reindex(t).to_numpy()))
+            err = 1e4 * (
+                logc[p] - (l1.reindex(t).to_numpy() + l2.reindex(t).to_numpy())
+            )
             errs.append(err.to_numpy())
         if errs:
             stack = np.vstack(errs)  # nan where a bar of the triangle is missing
@@ -301,11 +320,17 @@ def features_tri(data) -> pd.DataFrame:
         mu = prev.rolling(TRI_Z, min_periods=TRI_Z).mean()
         sd = prev.rolling(TRI_Z, min_periods=TRI_Z).std(ddof=1)
         z = ((valid - mu) / sd).where(sd > 0)
-        parts.append(_keyed(p, f, {
-            "tri_err_mean": mean,
-            "tri_err_absmax": absmax,
-            f"tri_z_{TRI_Z}": z.reindex(x.index).to_numpy(),
-        }))
+        parts.append(
+            _keyed(
+                p,
+                f,
+                {
+                    "tri_err_mean": mean,
+                    "tri_err_absmax": absmax,
+                    f"tri_z_{TRI_Z}": z.reindex(x.index).to_numpy(),
+                },
+            )
+        )
     return _concat(parts)
 
 
@@ -315,18 +340,30 @@ def features_calendar(data) -> pd.DataFrame:
         t = pd.DatetimeIndex(f["bar_start_at"])
         local = t.tz_convert(NY).tz_localize(None)
         days_back = (local.dayofweek - 6) % 7  # Sunday is 6
-        open_local = local.normalize() - pd.to_timedelta(days_back, unit="D") + pd.Timedelta(hours=17)
-        open_local = open_local.where(open_local <= local, open_local - pd.Timedelta(days=7))
+        open_local = (
+            local.normalize()
+            - pd.to_timedelta(days_back, unit="D")
+            + pd.Timedelta(hours=17)
+        )
+        open_local = open_local.where(
+            open_local <= local, open_local - pd.Timedelta(days=7)
+        )
         open_utc = open_local.tz_localize(NY).tz_convert("UTC")
         since = (t - open_utc).total_seconds() / 60
         utc = t.tz_convert("UTC")
         weekend = ((utc.dayofweek == 4) & (utc.hour >= 20)) | (utc.dayofweek == 5)
         gap = f["bar_start_at"].diff().dt.total_seconds() / 60 - 1
-        parts.append(_keyed(p, f, {
-            "minutes_since_open": since,
-            "is_weekend_approach": weekend.astype(float),
-            "gap_minutes": gap,
-        }))
+        parts.append(
+            _keyed(
+                p,
+                f,
+                {
+                    "minutes_since_open": since,
+                    "is_weekend_approach": weekend.astype(float),
+                    "gap_minutes": gap,
+                },
+            )
+        )
     return _concat(parts)
 
 
@@ -343,7 +380,9 @@ def labels_forward(data) -> pd.DataFrame:
                 cols[f"target_bqx{w}_h{h}"] = bqx.shift(-h)
                 if h < w:
                     base = c.shift(w - h)
-                    cols[f"known_bqx{w}_h{h}"] = (100 * (c - base) / base).where(n + h - w >= 0)
+                    cols[f"known_bqx{w}_h{h}"] = (100 * (c - base) / base).where(
+                        n + h - w >= 0
+                    )
             cols[f"fwd_span_minutes_{h}"] = (t.shift(-h) - t).dt.total_seconds() / 60
         parts.append(_keyed(p, f, cols))
     return _concat(parts)
@@ -369,7 +408,9 @@ def compute_all(bars: pd.DataFrame) -> dict[str, pd.DataFrame]:
     return {name: fn(data) for name, fn in MARTS.items()}
 
 
-def compare(name: str, got: pd.DataFrame, ref: pd.DataFrame, rtol: float = 1e-6) -> list[str]:
+def compare(
+    name: str, got: pd.DataFrame, ref: pd.DataFrame, rtol: float = 1e-6
+) -> list[str]:
     """Column-by-column check: same keys, nulls in the same places, and
     |got - ref| <= rtol * max(|ref|, median |ref| of the column). Returns the
     failures as readable lines (empty when all agree)."""
@@ -390,7 +431,9 @@ def compare(name: str, got: pd.DataFrame, ref: pd.DataFrame, rtol: float = 1e-6)
         if col not in got.columns:
             problems.append(f"{name}.{col}: missing in the warehouse")
             continue
-        g = pd.to_numeric(got[col].astype("float64"), errors="coerce").to_numpy(dtype=float)
+        g = pd.to_numeric(got[col].astype("float64"), errors="coerce").to_numpy(
+            dtype=float
+        )
         r = ref[col].to_numpy(dtype=float)
         g_null, r_null = np.isnan(g), np.isnan(r)
         if (g_null != r_null).any():

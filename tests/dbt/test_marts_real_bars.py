@@ -2,9 +2,9 @@
 
 Seven USD pairs, bid prices, volume 0: no closed triangle (tri is null
 everywhere), VWAP null everywhere (sum(v) = 0), and two correlation categories
-of four. To keep CI short the files are read whole but only 2024-01-12 to
-2024-01-20 is loaded: a weekend gap and the data holes of 15-19 January
-(EURUSD 3 h, AUDUSD, GBPUSD) are inside it.
+of four. To keep CI short the files are read whole but only 2024-01-12 12:00 to
+2024-01-18 is loaded: a weekend gap, the EURUSD data holes of 15-17 January
+(one of 3 h) and many 2-5 minute gaps are inside it.
 """
 
 from __future__ import annotations
@@ -19,7 +19,10 @@ from tests.dbt import reference
 from tests.dbt.conftest import query, raw_bars, run_dbt
 
 PAIRS = ["AUD_USD", "EUR_USD", "GBP_USD", "NZD_USD", "USD_CAD", "USD_CHF", "USD_JPY"]
-START, END = pd.Timestamp("2024-01-12", tz="UTC"), pd.Timestamp("2024-01-20", tz="UTC")
+START, END = (
+    pd.Timestamp("2024-01-12 12:00", tz="UTC"),
+    pd.Timestamp("2024-01-18", tz="UTC"),
+)
 MARTS = list(reference.MARTS)
 
 
@@ -27,7 +30,9 @@ MARTS = list(reference.MARTS)
 def built(adapter_settings):
     files = sorted(SHARED_DATA.glob("*_202401.csv.gz"))
     if len(files) != 7:
-        pytest.fail(f"expected the 7 real bar files in {SHARED_DATA}, found {len(files)}")
+        pytest.fail(
+            f"expected the 7 real bar files in {SHARED_DATA}, found {len(files)}"
+        )
     warehouse = open_warehouse(adapter_settings)
     try:
         warehouse.ensure_schema()
@@ -35,7 +40,9 @@ def built(adapter_settings):
             bars, rejects = read_bar_file(path)
             assert rejects.empty, f"{path.name}: {rejects['reason'].unique()[:3]}"
             when = pd.to_datetime(bars["bar_start"], utc=True)
-            warehouse.upsert_candles(bars[(when >= START) & (when < END)], source="csv:bid")
+            warehouse.upsert_candles(
+                bars[(when >= START) & (when < END)], source="csv:bid"
+            )
     finally:
         warehouse.close()
     run_dbt(adapter_settings, "run", pairs=PAIRS)
