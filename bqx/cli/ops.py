@@ -34,8 +34,7 @@ def doctor_command(
     bad = failed(checks)
     if bad:
         names = ", ".join(c.component for c in bad)
-        console.print(f"[red]doctor: {len(bad)} required check(s) failed: {names}[/]")
-        raise typer.Exit(1)
+        raise BqxError(f"doctor: {len(bad)} required check(s) failed: {names}")
     where = settings.deployment
     console.print(f"[green]doctor: all required checks passed[/] ({where})")
 

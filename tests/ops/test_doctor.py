@@ -65,7 +65,7 @@ def test_redis_down_fails_within_a_second_naming_it(redis_settings, cli, monkeyp
     result = cli("doctor")
     assert result.exit_code == 1
     assert "redis" in result.output and f"127.0.0.1:{port}" in result.output
-    assert "required check(s) failed: redis" in result.output
+    assert "required check(s) failed: redis" in str(result.exception)
 
 
 def test_unreachable_warehouse_fails(pg_settings, cli, monkeypatch):
@@ -152,3 +152,39 @@ def test_sql_registry_after_a_real_feast_apply(redis_settings):
     check = check_registry(redis_settings)
     assert check.status == "ok" and check.hint.endswith("feature views")
     assert int(check.hint.split()[0]) >= 1
+
+
+def test_the_bqx_entry_point(redis_settings, tmp_path):
+    """``bqx doctor`` / ``bqx runs`` as installed: exit codes and messages."""
+    import os
+    import subprocess
+    import sys
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BQX_")}
+    env.update(redis_settings.as_env())
+    env["BQX_REDIS_PORT"] = str(port)
+
+    def bqx(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "bqx.cli.main", *args],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    down = bqx("doctor", "--init")
+    assert down.returncode == 1, down.stdout + down.stderr
+    assert "doctor: 1 required check(s) failed: redis" in down.stderr
+    assert f"Redis at 127.0.0.1:{port} is unreachable" in " ".join(down.stdout.split())
+    env["BQX_REDIS_PORT"] = str(redis_settings.redis_port)
+    up = bqx("doctor")
+    assert up.returncode == 0, up.stdout + up.stderr
+    runs = bqx("runs", "--last", "3")
+    assert runs.returncode == 0 and "no runs recorded yet" in runs.stdout
+    env["BQX_OANDA_TOKEN"] = "aws-sm://"
+    bad = bqx("runs")
+    assert bad.returncode == 1 and "bad secret reference" in bad.stderr

@@ -51,7 +51,8 @@ def test_no_secret_in_logs_runs_errors_or_doctor(leaky_env, cli, caplog):
     result = cli("doctor", "--init")
     assert result.exit_code == 1
     assert "HTTP 401" in result.output and "warehouse" in result.output
-    _assert_clean(result.output, "bqx doctor output")
+    assert "failed: oanda" in str(result.exception)
+    _assert_clean(result.output + str(result.exception), "bqx doctor output")
 
     # a command whose error text carries both secrets (e.g. a driver echoing a DSN)
     dsn = settings.pg_dsn
