@@ -18,6 +18,11 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "fx_m1"
 PG_HOST = "127.0.0.1"
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests that restart the shared PostgreSQL server run last."""
+    items.sort(key=lambda item: item.get_closest_marker("restarts_postgres") is not None)
+
+
 def make_settings(tmp: Path, **overrides) -> Settings:
     """Settings for a test, blind to any BQX_* variable: data lives under ``tmp``."""
     base = {"data_dir": tmp, "deployment": "local"}

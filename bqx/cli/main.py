@@ -101,6 +101,24 @@ def main(argv: list[str] | None = None) -> None:
     except _domain_errors() as exc:
         err_console.print(f"[red]error:[/] {exc}")
         sys.exit(1)
+    except Exception as exc:
+        message = _service_error(exc)
+        if message is None:
+            raise
+        err_console.print(f"[red]error:[/] {message}")
+        sys.exit(1)
+
+
+def _service_error(exc: BaseException) -> str | None:
+    """One line for a database or Redis failure met inside Feast or dbt code."""
+    names = {cls.__module__.split(".")[0] + "." + cls.__name__ for cls in type(exc).__mro__}
+    first = (str(exc).strip().splitlines() or [repr(exc)])[0]
+    if names & {"psycopg.OperationalError", "psycopg2.OperationalError",
+                "sqlalchemy.OperationalError", "sqlalchemy.DBAPIError"}:  # fmt: skip
+        return f"PostgreSQL failed: {first} (rerun the command: loads are idempotent)"
+    if "redis.ConnectionError" in names or "redis.TimeoutError" in names:
+        return f"Redis failed: {first}"
+    return None
 
 
 if __name__ == "__main__":

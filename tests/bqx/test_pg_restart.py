@@ -1,0 +1,122 @@
+"""PostgreSQL restarted in the middle of a command: it completes after retrying or
+exits 1 with a clear message, and a rerun converges to exactly the tables of an
+undisturbed run. These tests restart the shared server: they run last (see
+pytest_collection_modifyitems in tests/conftest.py)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pandas as pd
+import psycopg
+import pytest
+
+from bqx.warehouse import open_warehouse
+from ingestion.simulator import simulate_bars
+from tests.conftest import make_settings
+
+pytestmark = pytest.mark.restarts_postgres
+PAIRS = ["EUR_USD", "USD_JPY", "EUR_JPY"]
+
+
+def restart_postgres_after(delay: float) -> threading.Thread:
+    """Restart the local cluster ``delay`` seconds from now (in a thread)."""
+    version = sorted(os.listdir("/etc/postgresql"))[0]
+
+    def go() -> None:
+        time.sleep(delay)
+        subprocess.run(
+            ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart"],
+            check=True, capture_output=True, timeout=120,
+        )  # fmt: skip
+
+    thread = threading.Thread(target=go)
+    thread.start()
+    return thread
+
+
+def wait_for_postgres(timeout: float = 60) -> None:
+    deadline = time.time() + timeout
+    while True:
+        try:
+            psycopg.connect("host=127.0.0.1 user=postgres dbname=postgres", connect_timeout=2).close()
+            return
+        except psycopg.OperationalError:
+            assert time.time() < deadline, "PostgreSQL did not come back"
+            time.sleep(0.5)
+
+
+def bqx(settings, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, **settings.as_env()}
+    return subprocess.run(
+        [sys.executable, "-m", "bqx.cli.main", *args],
+        env=env, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+
+
+def table_digest(settings, sql: str) -> pd.DataFrame:
+    with open_warehouse(settings) as wh:
+        return wh.query_df(sql)
+
+
+def write_files(tmp: Path) -> list[str]:
+    bars = simulate_bars(PAIRS, "2024-01-08", "2024-01-13", seed=31)
+    files = []
+    for pair, g in bars.groupby("pair"):
+        for day, d in g.groupby(g["bar_start"].dt.date):
+            path = tmp / f"{pair.replace('_', '')}_{day:%Y%m%d}.csv"
+            d.assign(time=d["bar_start"].dt.strftime("%Y-%m-%dT%H:%M:%SZ"))[
+                ["time", "open", "high", "low", "close", "volume"]
+            ].to_csv(path, index=False, float_format="%.5f")
+            files.append(str(path))
+    return files
+
+
+CANDLES = (
+    "select pair, count(*) as n, sum(close) as s, min(bar_start) as lo, "
+    "max(bar_start) as hi from raw.candles_m1 group by pair order by pair"
+)
+
+
+def test_csv_load_survives_a_restart(tmp_path, pg_database_factory):
+    files = write_files(tmp_path)
+    calm = make_settings(tmp_path / "a", warehouse="postgres", pg_database=pg_database_factory())
+    hit = make_settings(tmp_path / "b", warehouse="postgres", pg_database=pg_database_factory())
+    assert bqx(calm, "ingest", "csv", *files).returncode == 0
+    restarter = restart_postgres_after(4.0)
+    first = bqx(hit, "ingest", "csv", *files)
+    restarter.join()
+    wait_for_postgres()
+    assert first.returncode in (0, 1)
+    if first.returncode == 1:
+        assert "PostgreSQL" in first.stderr and "Traceback" not in first.stderr
+    assert bqx(hit, "ingest", "csv", *files).returncode == 0
+    pd.testing.assert_frame_equal(table_digest(calm, CANDLES), table_digest(hit, CANDLES))
+
+
+def test_dbt_build_and_publish_converge_after_a_restart(tmp_path, pg_database_factory, redis_db):
+    files = write_files(tmp_path)
+    base = dict(deployment="production", redis_db=redis_db, pairs=",".join(PAIRS))
+    calm = make_settings(tmp_path / "a", pg_database=pg_database_factory(), **base)
+    hit = make_settings(tmp_path / "b", pg_database=pg_database_factory(), **base)
+    for s in (calm, hit):
+        assert bqx(s, "ingest", "csv", *files).returncode == 0
+    assert bqx(calm, "features", "build").returncode == 0
+    for command in (("features", "build"), ("features", "publish")):
+        restarter = restart_postgres_after(3.0)
+        run = bqx(hit, *command)
+        restarter.join()
+        wait_for_postgres()
+        if run.returncode != 0:
+            assert run.returncode == 1
+            message = run.stderr.strip().splitlines()[-1]
+            assert message.startswith("error:"), run.stderr[-2000:]
+            assert bqx(hit, *command).returncode == 0, command
+    for mart in ("features_bqx", "features_reg", "features_corr", "labels_forward"):
+        sql = f"select * from marts.{mart} order by pair, event_timestamp"
+        pd.testing.assert_frame_equal(table_digest(calm, sql), table_digest(hit, sql))
