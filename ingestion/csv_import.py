@@ -66,7 +66,10 @@ def read_bar_file(
         CsvFormatError: unreadable file or missing columns.
     """
     try:
-        raw = pd.read_csv(path, dtype=str, keep_default_na=False, compression="infer")
+        # Arrow-backed strings: the string checks below run in pyarrow, not Python
+        raw = pd.read_csv(
+            path, dtype="string[pyarrow]", keep_default_na=False, compression="infer"
+        )
     except (OSError, ValueError, EOFError) as exc:
         raise CsvFormatError(f"{path}: cannot read as CSV: {exc}") from exc
     raw.columns = [c.strip().lower() for c in raw.columns]
@@ -96,14 +99,15 @@ def read_bar_file(
         s = text[col]
         numeric = s.str.match(_DECIMAL)
         reject(~numeric, f"non-numeric price in {col}")
-        values[col] = pd.to_numeric(s.where(numeric), errors="coerce")
+        values[col] = pd.to_numeric(s.where(numeric), errors="coerce").astype(float)
         reject(values[col] <= 0, f"non-positive price in {col}")
-        decimals = s.str.split(".").str[1].str.len().fillna(0)
-        reject(numeric & (decimals > 6), f"more than 6 decimals in {col}")
+        reject(numeric & s.str.contains(r"\.\d{7,}$"), f"more than 6 decimals in {col}")
     o, h, lo, c = (values[k] for k in PRICES)
     bad_order = (lo > np.minimum(o, c)) | (h < np.maximum(o, c)) | (lo > h)
     reject(bad_order, "bad OHLC order (need low <= open, close <= high)")
-    volume = pd.to_numeric(text["volume"].where(text["volume"].str.isdigit()))
+    volume = pd.to_numeric(
+        text["volume"].where(text["volume"].str.isdigit()), errors="coerce"
+    ).astype(float)
     reject(volume.isna(), "bad volume (need a whole number >= 0)")
 
     lines = text.index.to_series() + 2  # header is line 1
