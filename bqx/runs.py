@@ -18,12 +18,14 @@ Recording problems are logged and never hide the command's own outcome.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -43,6 +45,7 @@ RUN_COLUMNS = (
 )  # fmt: skip
 SECRET_WORDS = ("password", "token", "secret", "credential", "api_key", "apikey")
 _ERROR_CHARS = 2000
+_CURRENT: ContextVar[Run | None] = ContextVar("bqx_current_run", default=None)
 
 _DDL = f"""
 create schema if not exists ops;
@@ -240,6 +243,7 @@ def record_run(
         started_at=datetime.now(UTC),
     )
     _write(settings, run)
+    token = _CURRENT.set(run)
     try:
         yield run
     except BaseException as exc:
@@ -254,9 +258,51 @@ def record_run(
         run.ended_at = datetime.now(UTC)
         _write(settings, run)
         raise
+    finally:
+        _CURRENT.reset(token)
     run.status = "ok"
     run.ended_at = datetime.now(UTC)
     _write(settings, run)
+
+
+def current_run() -> Run:
+    """The run being recorded, or a detached handle (so parts can always report).
+
+    Library code may call ``current_run().stage("load")`` or
+    ``current_run().add_rows(n, m)`` whether or not a command records it.
+    """
+    run = _CURRENT.get()
+    if run is None:
+        run = Run(run_id="", command="", args="{}", started_at=datetime.now(UTC))
+    return run
+
+
+def recorded(command: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorator for a typer command: record each call with :func:`record_run`.
+
+    The command's keyword arguments become ``args``; the body reports with
+    :func:`current_run`. Put it under ``@app.command(...)``. When the settings
+    are invalid the command runs unrecorded (and reports the bad setting itself).
+    """
+
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            from pydantic import ValidationError
+
+            from bqx.secrets import SecretError, resolved
+            from bqx.settings import get_settings
+
+            try:
+                settings = resolved(get_settings())
+            except (ValidationError, SecretError):
+                return fn(*args, **kwargs)
+            with record_run(settings, command, kwargs):
+                return fn(*args, **kwargs)
+
+        return wrapper
+
+    return decorate
 
 
 def list_runs(settings: Settings, last: int = 20) -> pd.DataFrame:

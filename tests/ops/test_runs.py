@@ -114,3 +114,39 @@ def test_runs_command_shows_failures(any_settings, cli, monkeypatch):
     result = cli("runs", "-n", "5")
     assert "publish" in result.output and "failed" in result.output
     assert cli("runs", "--last", "0").exit_code != 0
+
+
+def test_recorded_decorator_on_a_typer_command(any_settings, monkeypatch):
+    from typer.testing import CliRunner
+
+    from bqx.runs import current_run, recorded
+
+    app = typer.Typer()
+
+    @app.command("load")
+    @recorded("ingest load")
+    def load(
+        rows: int = typer.Option(3, help="How many rows."),
+        password: str = typer.Option("", help="A secret option."),
+        fail: bool = typer.Option(False),
+    ) -> None:
+        """Load rows."""
+        current_run().stage("load")
+        current_run().add_rows(rows, rows - 1)
+        if fail:
+            raise RuntimeError(f"lost {rows} rows")
+
+    use_settings(monkeypatch, any_settings)
+    runner = CliRunner()
+    assert "How many rows" in runner.invoke(app, ["--help"]).output
+    ok = runner.invoke(app, ["--rows", "5", "--password", "pw-123456"])
+    assert ok.exit_code == 0, ok.output
+    bad = runner.invoke(app, ["--fail"])
+    assert isinstance(bad.exception, RuntimeError)
+    frame = list_runs(any_settings)
+    failed, done = frame.iloc[0], frame.iloc[1]
+    assert (done.status, int(done.rows_in), int(done.rows_out)) == ("ok", 5, 4)
+    assert json.loads(done.args) == {"fail": False, "password": "***", "rows": 5}
+    assert (failed.status, failed.stage) == ("failed", "load")
+    assert failed.error == "RuntimeError: lost 3 rows"
+    assert current_run().run_id == ""  # outside a command: a detached handle
