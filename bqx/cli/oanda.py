@@ -269,7 +269,7 @@ def fake_serve_command(
             end = pd.Timestamp(until or pd.Timestamp.now("UTC").floor("min"))
             start = pd.Timestamp(since) if since else end - pd.Timedelta(days=days)
             market = FakeMarket.from_simulator(names, start, end, seed=seed)
-    except (*_domain_errors(), FileNotFoundError) as exc:
+    except _domain_errors() + (FileNotFoundError,) as exc:
         raise _fail(exc) from None
     token = settings.oanda_token.get_secret_value() or "bqx-fake-token"
     fake = FakeOanda(

@@ -83,7 +83,8 @@ def parse_candles(
                 else f"{pair}:#{i}:{json.dumps(c, sort_keys=True)[:120]}"
             )
             rejects.append((source, ref, pair, json.dumps(c, sort_keys=True), why))
-    rows = _rows([candles[i] for i in keep], [times[i] for i in keep], pair, price)
+    kept_times = [t for i in keep if (t := times[i]) is not None]
+    rows = _rows([candles[i] for i in keep], kept_times, pair, price)
     rej = pd.DataFrame(rejects, columns=REJECT_COLUMNS).drop_duplicates("record_ref")
     return Page(pair, rows, rej, forming, last_ns, received, sorted(set(good_times)))
 
