@@ -101,13 +101,8 @@ def _transaction(wh: Warehouse, statements: list[tuple[str, Sequence[Any]]]) -> 
                 sql.replace("?", "%s") if params else sql, list(params) or None
             )
 
-    retrying = getattr(wh, "_retrying", None)  # the pooled warehouse's retried txn
-    if retrying is not None:
-        retrying(work)
-        return
-    conn = wh.conn  # type: ignore[attr-defined]
-    with conn.transaction():
-        work(conn)
+    # one pooled transaction, retried as a whole on transient errors
+    wh._retrying(work)  # type: ignore[attr-defined]
 
 
 def ensure_ops_schema(wh: Warehouse) -> None:
