@@ -80,7 +80,7 @@ def _label_end(g: pd.DataFrame, label: str, h: int) -> pd.Series:
         end = g["event_timestamp"] + pd.to_timedelta(g[span], unit="min")
     else:
         end = g["event_timestamp"].shift(-h)
-    return end.where(g[label].notna())
+    return end.dt.as_unit("ns").where(g[label].notna())
 
 
 def _realized(g: pd.DataFrame, label: str) -> pd.Series:
@@ -141,7 +141,10 @@ def prepare_frame(
     _check(frame, config)
     h, label = config.horizon, config.label
     df = frame.copy()
-    df["event_timestamp"] = pd.to_datetime(df["event_timestamp"], utc=True)
+    # Feast may hand microsecond timestamps: one unit for every merge below
+    df["event_timestamp"] = pd.to_datetime(df["event_timestamp"], utc=True).dt.as_unit(
+        "ns"
+    )
     df = df.sort_values(["pair", "event_timestamp"], kind="stable")
     parts = []
     for _, g in df.groupby("pair", sort=True):
@@ -156,6 +159,13 @@ def prepare_frame(
         offset = 0 if anchor is None else pd.Timestamp(anchor).value // 60_000_000_000
         df = df[(minutes - offset) % step == 0]
     df = add_calendar(df)
+    for col in {*config.features, *config.known} & set(df.columns):
+        df[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")
+        # A feature that is null on every row of a pair is structurally absent
+        # (e.g. a correlation category with no pair in the universe): 0, so the
+        # pair is not dropped; warm-up and gap nulls stay null (rows dropped).
+        absent = df.groupby("pair")[col].transform("count") == 0
+        df.loc[absent, col] = 0.0
     df["base"] = df["pair"].str[:3]
     df["quote"] = df["pair"].str[-3:]
     df["target"] = df[label].astype("float64")

@@ -96,3 +96,15 @@ def test_bad_frames_are_named():
         prepare_frame(f.drop(columns="fwd_ret_2"), _cfg())
     with pytest.raises(DataError, match="duplicate"):
         prepare_frame(pd.concat([f, f.iloc[:1]]), _cfg())
+
+
+def test_structurally_absent_feature_keeps_the_pair():
+    f = pd.concat([_hand_frame(), _hand_frame().assign(pair="USD_JPY")])
+    f["corr"] = np.where(f["pair"] == "USD_JPY", np.nan, 0.5)
+    f.loc[f.index[0], "corr"] = np.nan  # a warm-up null stays null
+    cfg = config_from_dict(
+        {"name": "t", "label": "fwd_ret_2", "features": ["x", "corr"], "every": "1min"}
+    )
+    prep = prepare_frame(f, cfg)
+    assert (prep.loc[prep["pair"] == "USD_JPY", "corr"] == 0).all()
+    assert prep.loc[prep["pair"] == "EUR_USD", "corr"].isna().sum() == 1
