@@ -302,18 +302,7 @@ def feature_rules(mart: str, columns: dict[str, str], cfg: GateConfig) -> list[R
             "or event_timestamp <> bar_start_at + interval '1 minute'",
             ("event_timestamp",),
         ),
-        Rule(
-            "timestamps_monotonic",
-            "critical",
-            "per pair, each row's event_timestamp is strictly after the previous one",
-            "with b as (select pair, bar_start_at, event_timestamp, "
-            "lag(event_timestamp) over (partition by pair order by bar_start_at, "
-            "event_timestamp) as prev_event from {batch}) "
-            "select pair, bar_start_at as bar_time, prev_event, event_timestamp from b "
-            "where prev_event >= event_timestamp",
-            ("prev_event", "event_timestamp"),
-        ),
-    ]
+    ]  # unique keys + event = bar + 1 min imply strictly increasing event times
     if floats:
         bad = f"cast({{c}} as {DOUBLE}) in ({_BAD_FLOATS})"
         rules.append(
@@ -330,23 +319,24 @@ def feature_rules(mart: str, columns: dict[str, str], cfg: GateConfig) -> list[R
     warm = {c: warmup_rows(c) for c in features}
     warm = {c: n for c, n in warm.items() if n is not None}
     if warm and not mart.startswith("labels"):
-        late = "({c} is null and n >= {n})"
-        cond = " or ".join(late.format(c=c, n=n) for c, n in warm.items())
-        names = " || ".join(
-            f"case when {late.format(c=c, n=n)} then '{c} ' else '' end"
-            for c, n in warm.items()
-        )
+        # a row breaks the rule when n >= the smallest warm-up of its null
+        # columns; the window sort carries only the keys and that one number
+        by_warmup = sorted(warm.items(), key=lambda item: item[1])
+        min_w = " ".join(f"when {c} is null then {n}" for c, n in by_warmup)
+        first = " ".join(f"when {c} is null then '{c}'" for c, _ in by_warmup)
         rules.append(
             Rule(
                 "nulls_only_in_warmup",
                 "critical",
                 "windowed features are null only in each pair's warm-up rows "
                 "(checked on rows with enough earlier rows in the batch)",
-                "with b as (select *, row_number() over (partition by pair "
-                "order by bar_start_at) - 1 as n from {batch}) "
-                f"select pair, bar_start_at as bar_time, {names} as null_columns "
-                f"from b where {cond}",
-                ("null_columns",),
+                "with b as (select pair, bar_start_at, "
+                f"case {min_w} end as min_warmup, case {first} end as null_column, "
+                "row_number() over (partition by pair order by bar_start_at) - 1 "
+                "as n from {batch}) "
+                "select pair, bar_start_at as bar_time, n as row_in_batch, "
+                "null_column from b where n >= min_warmup",
+                ("row_in_batch", "null_column"),
             )
         )
     corr = [c for c in features if c.startswith("corr_")]

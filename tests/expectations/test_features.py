@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
-
 import pandas as pd
 import pytest
 
@@ -19,6 +17,7 @@ MARTS = (
 )  # fmt: skip
 NAN_ROW = ("EUR_JPY", pd.Timestamp("2024-01-08 12:00", tz="UTC"))
 CORR_ROW = ("EUR_USD", pd.Timestamp("2024-01-08 13:00", tz="UTC"))
+NULL_ROW = ("USD_JPY", pd.Timestamp("2024-01-08 12:30", tz="UTC"))
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +60,7 @@ def _corr_column(settings) -> str:
     return str(cols.iloc[0])
 
 
-def test_nan_and_impossible_correlation_fail_and_are_named(built):
+def test_nan_late_null_and_impossible_correlation_fail_and_are_named(built):
     corr = _corr_column(built)
     with open_warehouse(built) as wh:
         wh.execute(
@@ -71,6 +70,10 @@ def test_nan_and_impossible_correlation_fail_and_are_named(built):
         wh.execute(
             f"update marts.features_corr set {corr} = 1.5 where {_corr_clause()}"
         )
+        wh.execute(  # a null long after the warm-up of a 90-bar window
+            "update marts.features_volatility set ret_std_90 = null where "
+            + _key(NULL_ROW)
+        )
 
     report = validate(built, "features")
 
@@ -78,7 +81,13 @@ def test_nan_and_impossible_correlation_fail_and_are_named(built):
     assert failed == {
         ("features_bqx", "no_nan_or_infinite"),
         ("features_corr", "corr_in_range"),
+        ("features_volatility", "nulls_only_in_warmup"),
     }
+    late = report.outcome("features_volatility", "nulls_only_in_warmup")
+    assert offending(report, "features_volatility", "nulls_only_in_warmup") == {
+        NULL_ROW
+    }
+    assert late.examples[0]["null_column"] == "ret_std_90"
     assert offending(report, "features_bqx", "no_nan_or_infinite") == {NAN_ROW}
     nan = report.outcome("features_bqx", "no_nan_or_infinite").examples[0]
     assert nan["bad_columns"].split() == ["bqx_45"]
@@ -97,30 +106,23 @@ def test_nan_and_impossible_correlation_fail_and_are_named(built):
     assert "features_bqx.no_nan_or_infinite" in message
 
     # validating only rows after the corruption passes
-    assert validate(built, "features", since="2024-01-08 14:00").passed
-
-
-def _publish_calls_the_gate() -> bool:
-    from bqx import features
-
-    return "require_pass" in inspect.getsource(features.publish)
+    assert validate(built, "features", since="2024-01-08 14:01").passed
 
 
 def test_publish_is_refused_and_the_online_store_is_unchanged(built):
-    """Needs bqx.features.publish to call expectations.require_pass (lead's file)."""
+    """bqx.features.publish runs the gate first (full history on a full publish)."""
     if built.warehouse != "duckdb":
         pytest.skip("the local online store is exercised once, on DuckDB")
-    if not _publish_calls_the_gate():
-        pytest.skip("bqx.features.publish does not call the quality gate yet")
     from bqx.features import online_values, publish
 
     with open_warehouse(built) as wh:  # undo the corruption of the test above
         wh.execute("delete from marts.features_corr where " + _corr_clause())
+        wh.execute("delete from marts.features_volatility where " + _key(NULL_ROW))
         wh.execute(
             "delete from marts.features_bqx where bqx_45 = "
             "cast('NaN' as double precision)"
         )
-    publish(built)
+    publish(built)  # the first publish validates every row: clean, it passes
     before = online_values(built, ["EUR_USD", "USD_JPY", "EUR_JPY"])
     with open_warehouse(built) as wh:
         wh.execute(
@@ -128,10 +130,14 @@ def test_publish_is_refused_and_the_online_store_is_unchanged(built):
             "where bar_start_at = (select max(bar_start_at) from marts.features_bqx)"
         )
     with pytest.raises(QualityGateError, match="features_bqx.no_nan_or_infinite"):
-        publish(built)
+        publish(built, full=True)
     after = online_values(built, ["EUR_USD", "USD_JPY", "EUR_JPY"])
     pd.testing.assert_frame_equal(before, after)
 
 
+def _key(row: tuple[str, pd.Timestamp]) -> str:
+    return f"pair = '{row[0]}' and bar_start_at = '{row[1].isoformat()}'"
+
+
 def _corr_clause() -> str:
-    return f"pair = '{CORR_ROW[0]}' and bar_start_at = '{CORR_ROW[1].isoformat()}'"
+    return _key(CORR_ROW)
