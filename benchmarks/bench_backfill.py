@@ -46,7 +46,7 @@ TOKEN = "bench-token"
 
 def start_fake(pairs: list[str], start: str, end: str) -> tuple[subprocess.Popen, str]:
     env = {**os.environ, "BQX_OANDA_TOKEN": TOKEN}
-    cmd = [sys.executable, "-m", "bqx.cli.oanda", "oanda-fake", "serve", "--pairs",
+    cmd = [sys.executable, "-m", "bqx.cli.main", "oanda-fake", "serve", "--pairs",
            ",".join(pairs), "--since", start, "--until", end]  # fmt: skip
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True)
     line = proc.stdout.readline()

@@ -167,7 +167,7 @@ def _run(
             for r in requests.values():
                 pool.submit(_fetch, client, r, pages, stop)
             try:
-                _write(wh, pages, len(names), summary, price, progress)
+                _write(wh, pages, len(names), summary, price, progress, stop)
             except BaseException:
                 stop.set()
                 raise
@@ -204,22 +204,43 @@ def _fetch(client: OandaClient, req: PageRequest, out: queue.Queue, stop) -> Non
     error = None
     try:
         for page in iter_pages(client, req, stop):
-            out.put(page)
+            _put(out, page, stop)
     except OandaError as exc:
         error = str(exc)
     except Exception as exc:  # noqa: BLE001 - reported per pair, never swallowed
         error = f"{req.pair}: {type(exc).__name__}: {exc}"
-    out.put((req.pair, error))
+    _put(out, (req.pair, error), stop)
 
 
-def _write(wh, pages: queue.Queue, n_pairs: int, summary, price, progress) -> None:
-    """Writer loop: batch pages (<= BATCH_ROWS rows) and load each batch."""
+def _put(out: queue.Queue, item: object, stop: threading.Event) -> None:
+    """Queue ``item``, giving up once ``stop`` is set (the writer has gone)."""
+    while not stop.is_set():
+        try:
+            out.put(item, timeout=0.2)
+            return
+        except queue.Full:
+            continue
+
+
+def _write(
+    wh, pages: queue.Queue, n_pairs: int, summary, price, progress, stop
+) -> None:
+    """Writer loop: batch pages (<= BATCH_ROWS rows) and load each batch.
+
+    Once ``stop`` is set it returns at the next idle moment; pages not loaded yet
+    are simply fetched again by the next run (their watermark did not move).
+    """
     done = 0
     while done < n_pairs:
         batch: list[Page] = []
         finished: list[tuple[str, str | None]] = []
         rows = 0
-        item = pages.get()
+        try:
+            item = pages.get(timeout=0.2)
+        except queue.Empty:
+            if stop.is_set():
+                return
+            continue
         while True:
             if isinstance(item, tuple):
                 done += 1

@@ -10,7 +10,7 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from bqx.cli.common import console, err_console, load_settings
+from bqx.cli.common import BqxError, console, err_console, load_settings
 
 PAIRS_HELP = "Comma-separated pairs (EUR_USD,USD_JPY) or `all` for the universe."
 
@@ -23,9 +23,9 @@ def _pairs(settings, text: str) -> list[str]:
     return resolve_pairs(text.split(","), settings.pair_list)
 
 
-def _fail(exc: BaseException) -> typer.Exit:
-    err_console.print(f"[red]error:[/] {exc}", soft_wrap=True, markup=True)
-    return typer.Exit(1)
+def _fail(exc: BaseException) -> BqxError:
+    """The one-line domain error ``bqx`` prints before exiting with code 1."""
+    return BqxError(str(exc))
 
 
 def _quiet_library_logs() -> None:
@@ -61,7 +61,8 @@ def backfill_command(
 ) -> None:
     """Backfill M1 candles from OANDA, resuming from each pair's watermark.
 
-    Example: `bqx ingest backfill --pairs EUR_USD,USD_JPY --since 2024-01-01`
+    Ctrl-C or SIGTERM stops it between two batches (exit code 130); a rerun
+    resumes. Example: `bqx ingest backfill --pairs EUR_USD --since 2024-01-01`
     """
     from ingestion.backfill import BackfillError, backfill
     from ingestion.oanda.client import OandaClient, RetryPolicy
@@ -69,6 +70,7 @@ def backfill_command(
     from ingestion.oanda.ratelimit import RateLimiter
 
     _quiet_library_logs()
+    stop, previous = _stop_on_signals()
     try:
         settings = load_settings()
         names = _pairs(settings, pairs)
@@ -81,13 +83,38 @@ def backfill_command(
         with RichProgress(console) as bars:
             summary = backfill(
                 settings, names, since, until, price=price, workers=workers,
-                page_size=page_size, progress=bars, client=client,
+                page_size=page_size, progress=bars, client=client, stop=stop,
             )  # fmt: skip
     except BackfillError as exc:
         raise _fail(exc) from None
     except _domain_errors() as exc:
         raise _fail(exc) from None
+    finally:
+        _restore_signals(previous)
     _print_summary(summary)
+    if stop.is_set():
+        err_console.print("interrupted: what is stored is complete; rerun to resume")
+        raise SystemExit(130)
+
+
+def _stop_on_signals():
+    """An event set by SIGINT/SIGTERM (instead of KeyboardInterrupt mid-write)."""
+    import signal
+    import threading
+
+    stop = threading.Event()
+    previous = {
+        sig: signal.signal(sig, lambda *_: stop.set())
+        for sig in (signal.SIGINT, signal.SIGTERM)
+    }
+    return stop, previous
+
+
+def _restore_signals(previous) -> None:
+    import signal
+
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)
 
 
 def _print_summary(summary) -> None:
@@ -127,18 +154,11 @@ def follow_command(
     Stops cleanly on Ctrl-C or SIGTERM, between polls. Example:
     `bqx ingest follow --pairs EUR_USD,USD_JPY --interval 1`
     """
-    import signal
-    import threading
-
     from ingestion.backfill import _check_price
     from ingestion.follow import follow
 
     _quiet_library_logs()
-    stop = threading.Event()
-    previous = {
-        s: signal.signal(s, lambda *_: stop.set())
-        for s in (signal.SIGINT, signal.SIGTERM)
-    }
+    stop, previous = _stop_on_signals()
 
     def on_poll(result) -> None:
         new = sum(len(v) for v in result.new_bars.values())
@@ -164,8 +184,7 @@ def follow_command(
     except _domain_errors() as exc:
         raise _fail(exc) from None
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        _restore_signals(previous)
     console.print(
         f"stopped after {stats.polls} polls: {stats.bars} bars appended, "
         f"{stats.rejected} rejected"
@@ -304,16 +323,3 @@ def register(ingest_app: typer.Typer, root_app: typer.Typer) -> None:
     )
     fake_app.command("serve")(fake_serve_command)
     root_app.add_typer(fake_app, name="oanda-fake")
-
-
-def standalone_app() -> typer.Typer:
-    """A ``bqx``-like app with only these commands (``python -m bqx.cli.oanda``)."""
-    root = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False)
-    ingest = typer.Typer(no_args_is_help=True)
-    root.add_typer(ingest, name="ingest")
-    register(ingest, root)
-    return root
-
-
-if __name__ == "__main__":
-    standalone_app()()

@@ -108,8 +108,9 @@ def environment_name(settings: Settings) -> str:
             "BQX_OANDA_URL must be an http(s) URL when BQX_OANDA_ENV=custom, "
             f"got {url!r}"
         )
-    v20_module.TRADING_ENVIRONMENTS[CUSTOM_ENV] = {"api": url, "stream": url}
-    return CUSTOM_ENV
+    name = f"{CUSTOM_ENV}:{url}"  # one entry per URL: clients may differ
+    v20_module.TRADING_ENVIRONMENTS[name] = {"api": url, "stream": url}
+    return name
 
 
 class OandaClient:

@@ -239,3 +239,21 @@ def test_mba_stores_bid_ask_and_spread(any_settings, fake, aim):
     for r in df.itertuples():
         assert Decimal(r.bo) < Decimal(r.o) < Decimal(r.ao)
         assert Decimal(r.d) == Decimal(r.s) > 0
+
+
+def test_stop_event_ends_a_backfill_early_and_consistently(
+    duck_settings, fake, aim, stored_bars, expected_bars
+):
+    import threading
+
+    settings = aim(duck_settings, fake)
+    fake.latency = 0.05
+    stop = threading.Event()
+    threading.Timer(0.6, stop.set).start()
+    run(settings, page_size=200, stop=stop)
+    part = stored_bars(settings)
+    assert 0 < len(part) < len(expected_bars(fake))
+    assert set(part) <= set(expected_bars(fake))
+    fake.latency = 0.0
+    run(settings)  # resumes from the watermarks
+    assert stored_bars(settings) == expected_bars(fake)

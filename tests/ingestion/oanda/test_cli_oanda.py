@@ -4,29 +4,38 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
 import requests
-from typer.testing import CliRunner
 
-from bqx.cli.oanda import standalone_app
+from bqx.cli.main import main
 from bqx.settings import get_settings
 
 
 @pytest.fixture
-def cli(duck_settings, fake, aim):
-    settings = aim(duck_settings, fake)
-    env = {**settings.as_env()}
+def cli(duck_settings, fake, aim, monkeypatch, capsys):
+    """``cli(*args)`` runs the real ``bqx`` entry point aimed at the fake."""
+    for key, value in aim(duck_settings, fake).as_env().items():
+        monkeypatch.setenv(key, value)
 
     def invoke(*args):
         get_settings.cache_clear()
+        capsys.readouterr()
+        code = 0
         try:
-            return CliRunner().invoke(standalone_app(), list(args), env=env)
+            main(list(args))
+        except SystemExit as exc:
+            code = exc.code or 0
         finally:
             get_settings.cache_clear()
+        out, err = capsys.readouterr()
+        return SimpleNamespace(exit_code=code, output=out, stderr=err)
 
     return invoke
 
@@ -70,10 +79,9 @@ def test_permanent_fault_exits_1_naming_pair_range_status(cli, fake):
         "2",
     )
     assert result.exit_code == 1
-    text = result.stderr if result.stderr else result.output
-    line = [x for x in text.splitlines() if x.startswith("error:")]
-    assert line and "USD_JPY" in line[0] and "HTTP 503" in line[0]
-    assert "2024-01-04T00:00:00Z..now" in text.replace("\n", "")
+    text = " ".join(result.stderr.split())  # rich may wrap the line at 80 columns
+    assert text.startswith("error: USD_JPY M1 2024-01-04T00:00:00Z..now:")
+    assert "(last: HTTP 503," in text
     assert "Traceback" not in text
 
 
@@ -81,7 +89,7 @@ def test_unknown_pair_exits_1_before_any_request(cli, fake):
     result = cli(
         "ingest", "backfill", "--pairs", "EUR_USD,ABC_DEF", "--since", "2024-01-04"
     )
-    assert result.exit_code == 1 and "ABC_DEF" in (result.stderr or result.output)
+    assert result.exit_code == 1 and "ABC_DEF" in result.stderr
     assert fake.requests == 0
 
 
@@ -110,7 +118,7 @@ def test_fake_serve_command(duck_settings):
         [
             sys.executable,
             "-m",
-            "bqx.cli.oanda",
+            "bqx.cli.main",
             "oanda-fake",
             "serve",
             "--pairs",
@@ -138,3 +146,24 @@ def test_fake_serve_command(duck_settings):
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_backfill_sigint_stops_between_batches_exit_130(
+    duck_settings, fake, aim, stored_bars, expected_bars
+):
+    settings = aim(duck_settings, fake)
+    fake.latency = 0.05
+    env = {**os.environ, **settings.as_env()}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bqx.cli.main", "ingest", "backfill", "--pairs",
+         "EUR_USD,USD_JPY", "--since", "2024-01-01", "--page-size", "200"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    while fake.requests < 6 and proc.poll() is None:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err
+    part = stored_bars(settings)
+    assert 0 < len(part) and set(part) <= set(expected_bars(fake))

@@ -99,7 +99,7 @@ def test_follow_stops_cleanly_on_signal(duck_settings, fake, aim, sig):
         [
             sys.executable,
             "-m",
-            "bqx.cli.oanda",
+            "bqx.cli.main",
             "ingest",
             "follow",
             "--pairs",
