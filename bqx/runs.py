@@ -102,7 +102,7 @@ def _transaction(wh: Warehouse, statements: list[tuple[str, Sequence[Any]]]) -> 
             )
 
     # one pooled transaction, retried as a whole on transient errors
-    wh._retrying(work)  # type: ignore[attr-defined]
+    wh.transaction(work)  # type: ignore[attr-defined]
 
 
 def ensure_ops_schema(wh: Warehouse) -> None:

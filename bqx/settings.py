@@ -5,7 +5,9 @@ Every setting comes from an environment variable with the ``BQX_`` prefix (or a
 read the same names: :meth:`Settings.as_env` gives the strings they see, and the CLI
 exports them before it calls either tool, so all three always agree.
 
-Secrets are ``SecretStr``: they never show in ``repr``, logs or errors.
+Secrets are ``SecretStr``: they never show in ``repr``, logs or errors. A secret
+may be given as a reference ``aws-sm://<secret-id>#<key>``, fetched from AWS Secrets
+Manager when the settings load (``bqx.secrets``).
 """
 
 from __future__ import annotations
@@ -70,6 +72,9 @@ class Settings(BaseSettings):
     s3_bucket: str = "bqx"
     s3_endpoint_url: str = ""
     s3_region: str = "us-east-1"
+    aws_endpoint_url: str = Field(
+        "", description="Secrets Manager endpoint override (moto, LocalStack)."
+    )
 
     oanda_token: SecretStr = SecretStr("")
     oanda_env: Literal["practice", "live", "custom"] = "practice"
@@ -97,6 +102,17 @@ class Settings(BaseSettings):
             self.marts_dir = self.data_dir / "marts"
         self.duckdb_path = self.duckdb_path.expanduser().resolve()
         self.marts_dir = self.marts_dir.expanduser().resolve()
+        return self
+
+    @model_validator(mode="after")
+    def _resolve_secrets(self) -> Settings:
+        """Fetch ``aws-sm://<secret-id>#<key>`` references (AWS Secrets Manager)."""
+        from bqx.secrets import SECRET_FIELDS, is_reference, resolve_secret
+
+        for name in SECRET_FIELDS:
+            value = getattr(self, name).get_secret_value()
+            if is_reference(value):
+                setattr(self, name, SecretStr(resolve_secret(value, self)))
         return self
 
     @property

@@ -367,7 +367,7 @@ class PostgresWarehouse(Warehouse):
         self.retries = settings.pg_retries
         self.pool = _pg_pool(settings)
         try:
-            with self.pool.connection() as conn:
+            with self.pool.connection(timeout=5) as conn:
                 conn.execute("select 1")
         except (psycopg.OperationalError, PoolTimeout) as exc:
             raise WarehouseError(
@@ -375,8 +375,11 @@ class PostgresWarehouse(Warehouse):
                 f"{str(exc).strip().splitlines()[-1] if str(exc).strip() else exc!r}"
             ) from None
 
-    def _retrying(self, work):
-        """Run ``work(conn)`` in a transaction, retried on transient errors."""
+    def transaction(self, work):
+        """Run ``work(conn)`` in one transaction, retried whole on transient errors.
+
+        ``work`` must do nothing outside the database (it may run more than once).
+        """
         from tenacity import (
             retry,
             retry_if_exception,
@@ -417,7 +420,7 @@ class PostgresWarehouse(Warehouse):
                 ) partition by range (bar_start)"""
             )
 
-        self._retrying(work)
+        self.transaction(work)
 
     @staticmethod
     def _ensure_partitions(conn, months: Iterable[pd.Timestamp]) -> None:
@@ -464,7 +467,7 @@ class PostgresWarehouse(Warehouse):
                     cur.execute(_WATERMARK_SQL.replace("?", "%s"), (pair, ts))
             return existing, changed
 
-        existing, changed = self._retrying(work)
+        existing, changed = self.transaction(work)
         return LoadResult(table.num_rows - existing, changed, existing - changed)
 
     def quarantine(self, rejects: pd.DataFrame) -> int:
@@ -488,7 +491,7 @@ class PostgresWarehouse(Warehouse):
                 cur.execute(_REJECT_SQL.format(stage="bqx_rejects"))
                 return cur.rowcount
 
-        return self._retrying(work)
+        return self.transaction(work)
 
     def query_df(self, sql, params=None) -> pd.DataFrame:
         def work(conn) -> pd.DataFrame:
@@ -500,7 +503,7 @@ class PostgresWarehouse(Warehouse):
                 return pd.DataFrame(cur.fetchall(), columns=cols)
 
         if sql.lstrip().lower().startswith(("select", "with")):
-            return self._retrying(work)  # a read is safe to retry
+            return self.transaction(work)  # a read is safe to retry
         with self.pool.connection() as conn:
             return work(conn)
 

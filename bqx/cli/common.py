@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys as _sys
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -17,11 +18,11 @@ from rich.progress import (
 
 from bqx.settings import Settings, get_settings
 
-import sys as _sys
-
 # Wide output when piped (logs, CI): tables of features do not fit 80 columns.
 console = Console(highlight=False, width=None if _sys.stdout.isatty() else 200)
-err_console = Console(stderr=True, highlight=False)
+err_console = Console(
+    stderr=True, highlight=False, width=None if _sys.stderr.isatty() else 200
+)
 
 
 class BqxError(Exception):
@@ -90,3 +91,20 @@ def frame_table(frame, columns=None, title: str | None = None, limit: int = 40):
                 cells.append(str(v))
         table.add_row(*cells)
     return table
+
+
+def pairs_option(value: str | None) -> str | None:
+    """Option callback: refuse a pair outside the universe before the command runs.
+
+    ``all`` (or nothing) passes through; otherwise the canonical comma list.
+    """
+    from bqx.pairs import resolve_pairs
+
+    if value is None or value == "all":
+        return value
+    return ",".join(resolve_pairs(value.split(",")))
+
+
+def chosen_pairs(value: str | None, settings: Settings) -> list[str]:
+    """The pairs an option names (``all``: the configured universe)."""
+    return settings.pair_list if value in (None, "all") else value.split(",")

@@ -6,7 +6,16 @@ from typing import Optional
 
 import typer
 
-from bqx.cli.common import SUMMARY_COLUMNS, console, frame_table, load_settings, step
+from bqx.cli.common import (
+    SUMMARY_COLUMNS,
+    chosen_pairs,
+    console,
+    frame_table,
+    load_settings,
+    pairs_option,
+    step,
+)
+from bqx.runs import current_run, recorded
 
 features_app = typer.Typer(
     help="Build feature marts (dbt) and publish them (Feast).", no_args_is_help=True
@@ -14,6 +23,7 @@ features_app = typer.Typer(
 
 
 @features_app.command("build")
+@recorded("features build")
 def features_build(
     select: Optional[str] = typer.Option(None, help="dbt --select expression."),
     full_refresh: bool = typer.Option(
@@ -24,11 +34,13 @@ def features_build(
     from bqx.features import build
 
     settings = load_settings()
+    current_run().stage("dbt build")
     with step(f"dbt build on {settings.warehouse}"):
         build(settings, select=select, full_refresh=full_refresh)
 
 
 @features_app.command("publish")
+@recorded("features publish")
 def features_publish(
     full: bool = typer.Option(
         False, "--full", help="Re-materialize all history (repairs a flushed store)."
@@ -38,6 +50,7 @@ def features_publish(
     from bqx.features import publish
 
     settings = load_settings()
+    current_run().stage("quality gate, apply, materialize")
     with step(f"publish to the {settings.deployment} feature store"):
         views = publish(settings, full=full)
     console.print(f"materialized: {', '.join(views)}")
@@ -45,7 +58,9 @@ def features_publish(
 
 @features_app.command("training-frame")
 def features_training_frame(
-    pairs: str = typer.Option("all", help="Comma-separated pairs or `all`."),
+    pairs: str = typer.Option(
+        "all", help="Comma-separated pairs or `all`.", callback=pairs_option
+    ),
     start: Optional[str] = typer.Option(None, help="First entity time (UTC)."),
     end: Optional[str] = typer.Option(None, help="Last entity time (UTC)."),
     every: str = typer.Option("1min", help="Entity grid step (pandas offset)."),
@@ -54,11 +69,10 @@ def features_training_frame(
 ) -> None:
     """Print a point-in-time training frame (get_historical_features)."""
     from bqx.features import training_frame
-    from bqx.pairs import resolve_pairs
     from bqx.timeutil import utc_now_minute
 
     settings = load_settings()
-    names = settings.pair_list if pairs == "all" else resolve_pairs(pairs.split(","))
+    names = chosen_pairs(pairs, settings)
     stop = end or utc_now_minute()
     begin = start or (utc_now_minute() - __import__("pandas").Timedelta(hours=1))
     frame = training_frame(names, begin, stop, service=service, every=every)
@@ -68,7 +82,9 @@ def features_training_frame(
 
 @features_app.command("online")
 def features_online(
-    pairs: str = typer.Option("all", help="Comma-separated pairs or `all`."),
+    pairs: str = typer.Option(
+        "all", help="Comma-separated pairs or `all`.", callback=pairs_option
+    ),
     service: str = typer.Option("online_v1", help="Feast feature service."),
     all_columns: bool = typer.Option(
         False, "--all-columns", help="Print every feature, not a summary."
@@ -77,10 +93,9 @@ def features_online(
     """Print the latest online values of each pair, with the bar time they belong
     to and whether they are fresh (a closed market serves stale rows, flagged)."""
     from bqx.features import online_values
-    from bqx.pairs import resolve_pairs
 
     settings = load_settings()
-    names = settings.pair_list if pairs == "all" else resolve_pairs(pairs.split(","))
+    names = chosen_pairs(pairs, settings)
     frame = online_values(settings, names, service)
     if all_columns:
         console.print(frame.set_index("pair").T.to_string())
@@ -90,10 +105,13 @@ def features_online(
 
 
 @features_app.command("push")
+@recorded("features push")
 def features_push() -> None:
     """Write the newest row of each pair to the online store (the fast path)."""
     from bqx.features import push_latest
 
     settings = load_settings()
+    current_run().stage("push")
     written = push_latest(settings)
+    current_run().rows(None, sum(written.values()))
     console.print(", ".join(f"{view}: {n} rows" for view, n in written.items()))

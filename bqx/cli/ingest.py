@@ -8,8 +8,8 @@ from typing import List, Optional
 import typer
 from rich.table import Table
 
-from bqx.cli.common import console, load_settings, progress
-from bqx.pairs import resolve_pairs
+from bqx.cli.common import chosen_pairs, console, load_settings, pairs_option, progress
+from bqx.runs import current_run, recorded
 
 ingest_app = typer.Typer(
     help="Load M1 bars into the warehouse (raw.candles_m1): CSV files, the "
@@ -19,12 +19,15 @@ ingest_app = typer.Typer(
 
 
 @ingest_app.command("csv")
+@recorded("ingest csv")
 def ingest_csv(
     files: List[Path] = typer.Argument(
         ..., help="Bar files: time,open,high,low,close,volume (gzip or plain)."
     ),
     pair: Optional[str] = typer.Option(
-        None, help="Pair of every file (default: a pair column or the file name)."
+        None,
+        help="Pair of every file (default: a pair column or the file name).",
+        callback=pairs_option,
     ),
     price: str = typer.Option(
         "mid", help="What the prices are: mid, bid or ask (kept in `source`)."
@@ -39,8 +42,7 @@ def ingest_csv(
     from ingestion.csv_import import import_files
 
     settings = load_settings()
-    if pair:
-        pair = resolve_pairs([pair])[0]
+    current_run().stage("import")
     table = Table("file", "rows", "inserted", "updated", "unchanged", "rejected")
     reasons: dict[str, int] = {}
     with open_warehouse(settings) as wh, progress() as bar:
@@ -54,6 +56,7 @@ def ingest_csv(
             )  # fmt: skip
             for why, n in report.rejected.items():
                 reasons[why] = reasons.get(why, 0) + n
+            current_run().add_rows(report.rows, r.inserted + r.updated)
             bar.advance(task)
 
         import_files(wh, files, pair=pair, price=price, on_file=on_file)
@@ -63,9 +66,12 @@ def ingest_csv(
 
 
 @ingest_app.command("simulate")
+@recorded("ingest simulate")
 def ingest_simulate(
     pairs: str = typer.Option(
-        "all", help="Comma-separated pairs, or `all` for the configured universe."
+        "all",
+        help="Comma-separated pairs, or `all` for the configured universe.",
+        callback=pairs_option,
     ),
     days: int = typer.Option(14, help="Calendar days of bars, ending --end."),
     end: Optional[str] = typer.Option(
@@ -79,10 +85,12 @@ def ingest_simulate(
     from bqx.timeutil import utc, utc_now_minute
 
     settings = load_settings()
-    names = settings.pair_list if pairs == "all" else resolve_pairs(pairs.split(","))
+    names = chosen_pairs(pairs, settings)
     stop = utc(end) if end else utc_now_minute()
     start = stop - pd.Timedelta(days=days)
-    _, total = simulate_and_load(settings, names, start, stop, seed)
+    current_run().stage("simulate and load")
+    bars, total = simulate_and_load(settings, names, start, stop, seed)
+    current_run().rows(len(bars), total.inserted + total.updated)
     console.print(
         f"{len(names)} pairs, {start:%Y-%m-%d %H:%M} to {stop:%Y-%m-%d %H:%M} UTC: "
         f"{total.inserted} inserted, {total.updated} updated, "

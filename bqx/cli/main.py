@@ -13,6 +13,7 @@ import typer
 from bqx.cli.common import BqxError, err_console, load_settings
 from bqx.cli.features import features_app
 from bqx.cli.ingest import ingest_app
+from bqx.runs import recorded
 
 app = typer.Typer(
     name="bqx",
@@ -49,6 +50,7 @@ _register_parts()
 
 
 @app.command("demo")
+@recorded("demo")
 def demo(
     days: int = typer.Option(14, help="Calendar days to simulate (ending now)."),
     entity_rows: int = typer.Option(3000, help="Entity rows of the training frame."),
@@ -76,20 +78,24 @@ def serve(
 def _domain_errors() -> tuple[type[BaseException], ...]:
     from bqx.features import FeaturesError
     from bqx.pairs import UnknownPairError
+    from bqx.secrets import SecretError
     from bqx.warehouse import WarehouseError
     from expectations.gate import GateError
     from ingestion.csv_import import CsvFormatError
 
     return (
         BqxError, UnknownPairError, WarehouseError, CsvFormatError, FeaturesError,
-        GateError,
+        GateError, SecretError,
     )  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``bqx`` console script."""
     try:
-        app(args=argv, standalone_mode=False)
+        result = app(args=argv, standalone_mode=False)
+        # without standalone mode, click returns the code of typer.Exit(n)
+        if isinstance(result, int) and not isinstance(result, bool) and result:
+            sys.exit(result)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
