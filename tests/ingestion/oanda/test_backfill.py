@@ -132,8 +132,8 @@ def test_rate_limit_fault_and_client_limiter(
     duck_settings, fake, aim, stored_bars, expected_bars
 ):
     settings = aim(duck_settings, fake)
-    fake.faults.rate_limit = 6
-    summary = run(settings, rate=5.0, page_size=500)
+    fake.faults.rate_limit = 10
+    summary = run(settings, rate=8.0, page_size=500)
     assert stored_bars(settings) == expected_bars(fake)
     assert summary.requests >= 18 and summary.retries <= 2
 
