@@ -9,7 +9,8 @@ import random
 import signal
 import time
 
-from bqx.warehouse import close_pools, open_warehouse
+from bqx import warehouse
+from bqx.warehouse import open_warehouse
 from ingestion.backfill import backfill
 
 FORK = multiprocessing.get_context("fork")
@@ -29,10 +30,13 @@ def _backfill(settings) -> None:
 def backfill_process(settings) -> multiprocessing.Process:
     """The backfill in its own (forked) process, so SIGKILL hits only it.
 
-    The parent's PostgreSQL pool is closed first: a forked child must not share its
-    connections (or its pool threads' locks).
+    The parent's PostgreSQL pool for this database is closed first: a forked child
+    must not share its connections (or its pool threads' locks). Pools of other
+    databases stay untouched (and unused by the child).
     """
-    close_pools()
+    if settings.warehouse == "postgres":
+        for key in [k for k in warehouse._POOLS if k[0] == settings.pg_dsn]:
+            warehouse._POOLS.pop(key).close()
     proc = FORK.Process(target=_backfill, args=(settings,), daemon=True)
     proc.start()
     return proc
