@@ -18,7 +18,7 @@ def _series(gaps: list[int], h: int) -> tuple[pd.Series, pd.Series]:
     return ts, ts.shift(-h)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=30, deadline=None)
 @given(
     gaps=st.lists(st.integers(1, 400), min_size=20, max_size=400),
     h=st.integers(1, 60),
