@@ -163,7 +163,7 @@ def main() -> None:
         )
 
         if args.postgres:
-            name = f"bqx_bench_{uuid.uuid4().hex[:8]}"
+            name = f"bqx_bench_dbt_{uuid.uuid4().hex[:8]}"
             pg_database(name)
             try:
                 pg = fresh_settings("postgres", root, name)
