@@ -372,11 +372,22 @@ def test_corrupted_candles(api, fake):
     assert format_rfc3339(parse_time(cs[2]["time"])).startswith("2024-01-02T00:02:17")
 
 
-def test_csv_market(real_bars_dir):
+def test_csv_market(tmp_path, real_bars_dir):
+    import gzip
+
     from ingestion.oanda.market import FakeMarket
 
-    if real_bars_dir is None:
-        pytest.fail("../shared/data/fx_m1 is missing")
-    m = FakeMarket.from_csv_dir(real_bars_dir, pairs=["EUR_USD"])
+    text = (
+        "time,open,high,low,close,volume\n"
+        "2024-01-02T10:00:00Z,1.104270,1.104290,1.104250,1.104290,0\n"
+        "2024-01-02T10:01:00Z,1.104290,1.104300,1.104280,1.104280,0\n"
+    )
+    with gzip.open(tmp_path / "EURUSD_202401.csv.gz", "wt") as fh:
+        fh.write(text)
+    m = FakeMarket.from_csv_dir(tmp_path)
     assert m.pairs == ["EUR_USD"] and m.digits["EUR_USD"] == 6
-    assert len(m.m1("EUR_USD")) == 31402
+    assert list(m.m1("EUR_USD").start) == [1704189600, 1704189660]
+    assert m.m1("EUR_USD").h[1] == 1.1043
+    if real_bars_dir is not None:  # the real January 2024 files, when present
+        real = FakeMarket.from_csv_dir(real_bars_dir, pairs=["EUR_USD"])
+        assert len(real.m1("EUR_USD")) == 31402
