@@ -236,15 +236,23 @@ class BqxDuckDBOfflineStore(OfflineStore):
     ) -> RetrievalJob:
         entity, ts_col = _entity_arrow(entity_df)
         plans = _plan(feature_views, feature_refs, full_feature_names, set(entity.column_names))
-        sql = _duckdb_pit_sql(plans, entity.column_names, ts_col)
+        queries = [_duckdb_view_sql(i, p, ts_col) for i, p in enumerate(plans)]
+        sql = ";\n".join(queries)
 
         def compute() -> pa.Table:
+            # One narrow ASOF JOIN per view, each ordered by the entity row id, then
+            # the columns side by side: no wide intermediate rows to sort.
             con = _duckdb(config)
             try:
-                con.register("bqx_entity", entity)
-                for i, plan in enumerate(plans):
+                keys = {ts_col, ROW_ID} | {k for p in plans for k, _ in p.join_keys}
+                con.register("bqx_entity", entity.select([c for c in entity.column_names if c in keys]))
+                out = entity.drop_columns([ROW_ID])
+                for i, (plan, query) in enumerate(zip(plans, queries)):
                     _register_source(con, plan.view.batch_source, f"bqx_src_{i}", config)
-                return con.sql(sql).to_arrow_table()
+                    part = con.sql(query).to_arrow_table()
+                    for name in plan.outputs:
+                        out = out.append_column(name, part.column(name))
+                return out
             finally:
                 con.close()
 
@@ -314,38 +322,31 @@ def _duckdb_pull(
     return BqxRetrievalJob(compute, False, sql)
 
 
-def _duckdb_pit_sql(plans: list[ViewPlan], entity_columns: list[str], ts_col: str) -> str:
-    """One ASOF JOIN per view; TTL applied to the matched row; input order kept."""
-    ctes, selects, joins = [], [f"e.{_q(c)}" for c in entity_columns if c != ROW_ID], []
-    for i, p in enumerate(plans):
-        src = f"bqx_src_{i}"
-        keys = ", ".join(f"{_q(s)} as k{j}" for j, (_, s) in enumerate(p.join_keys))
-        feats = ", ".join(f"{_q(s)} as f{j}" for j, s in enumerate(p.source_columns))
-        body = f"select {keys}, {_q(p.timestamp)} as ts, {feats} from {src}"
-        if p.created:  # same event time: the newest created row wins
-            body += (
-                f" qualify row_number() over (partition by "
-                f"{', '.join(f'k{j}' for j in range(len(p.join_keys)))}, ts "
-                f"order by {_q(p.created)} desc) = 1"
-            )
-        ctes.append(f"v{i} as ({body})")
-        cond = " and ".join(
-            f"e.{_q(ec)} = v{i}.k{j}" for j, (ec, _) in enumerate(p.join_keys)
+def _duckdb_view_sql(i: int, p: ViewPlan, ts_col: str) -> str:
+    """The ASOF JOIN of one view: entity row id and the view's features, in order."""
+    src = f"bqx_src_{i}"
+    keys = ", ".join(f"{_q(s)} as k{j}" for j, (_, s) in enumerate(p.join_keys))
+    feats = ", ".join(f"{_q(s)} as f{j}" for j, s in enumerate(p.source_columns))
+    body = f"select {keys}, {_q(p.timestamp)} as ts, {feats} from {src}"
+    if p.created:  # same event time: the newest created row wins
+        body += (
+            f" qualify row_number() over (partition by "
+            f"{', '.join(f'k{j}' for j in range(len(p.join_keys)))}, ts "
+            f"order by {_q(p.created)} desc) = 1"
         )
-        joins.append(f"asof left join v{i} on {cond} and e.{_q(ts_col)} >= v{i}.ts")
-        for j, out in enumerate(p.outputs):
-            value = f"v{i}.f{j}"
-            if p.ttl_us:
-                value = (
-                    f"case when v{i}.ts >= e.{_q(ts_col)} - "
-                    f"interval {p.ttl_us} microsecond then {value} end"
-                )
-            selects.append(f"{value} as {_q(out)}")
+    cond = " and ".join(f"e.{_q(ec)} = v.k{j}" for j, (ec, _) in enumerate(p.join_keys))
+    selects = []
+    for j, out in enumerate(p.outputs):
+        value = f"v.f{j}"
+        if p.ttl_us:
+            value = (
+                f"case when v.ts >= e.{_q(ts_col)} - "
+                f"interval {p.ttl_us} microsecond then {value} end"
+            )
+        selects.append(f"{value} as {_q(out)}")
     return (
-        (f"with {', '.join(ctes)} " if ctes else "")
-        + f"select {', '.join(selects)} from bqx_entity e "
-        + " ".join(joins)
-        + f" order by e.{ROW_ID}"
+        f"with v as ({body}) select {', '.join(selects)} from bqx_entity e "
+        f"asof left join v on {cond} and e.{_q(ts_col)} >= v.ts order by e.{ROW_ID}"
     )
 
 
