@@ -19,7 +19,7 @@ NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "training_set.ipy
 
 def test_notebook_executes_and_saves_a_dataset(tmp_path, monkeypatch):
     pairs = ["EUR_USD", "USD_JPY", "EUR_JPY"]
-    settings = make_settings(tmp_path / "bqx", pairs=",".join(pairs))
+    settings = make_settings(tmp_path / "nbdata", pairs=",".join(pairs))
     with open_warehouse(settings) as wh:
         wh.ensure_schema()
         wh.upsert_candles(

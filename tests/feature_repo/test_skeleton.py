@@ -39,7 +39,7 @@ def deploy(settings):
     with open_warehouse(settings) as wh:
         wh.ensure_schema()
         wh.upsert_candles(bars, source="simulator:M")
-    features.build(settings, select="+features_bqx")
+    features.build(settings)
     features.publish(settings)
     with open_warehouse(settings) as wh:
         mart = wh.query_df("select * from marts.features_bqx order by pair, bar_start_at")
