@@ -105,13 +105,13 @@ def main(argv: list[str] | None = None) -> None:
         err_console.print("aborted")
         sys.exit(1)
     except _domain_errors() as exc:
-        err_console.print(f"[red]error:[/] {exc}")
+        err_console.print(f"[red]error:[/] {exc}", soft_wrap=True)
         sys.exit(1)
     except Exception as exc:
         message = _service_error(exc)
         if message is None:
             raise
-        err_console.print(f"[red]error:[/] {message}")
+        err_console.print(f"[red]error:[/] {message}", soft_wrap=True)
         sys.exit(1)
 
 
