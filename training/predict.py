@@ -99,8 +99,10 @@ def predict_frame(store: RunStore, run: str, frame: pd.DataFrame) -> pd.DataFram
     counts = rows.groupby("pair").size()
     rows = rows[rows["pair"].isin(counts[counts > exp.encoder_length].index)]
     if rows.empty:
+        span = pd.to_datetime(frame["event_timestamp"], utc=True)
         raise PredictError(
-            f"no pair has more than {exp.encoder_length} complete rows to forecast from"
+            f"no pair has more than {exp.encoder_length} rows with every feature "
+            f"between {span.min()} and {span.max()} to forecast from"
         )
     latest = rows.groupby("pair").tail(1)[["pair", "event_timestamp"]]
     out = latest.reset_index(drop=True)
