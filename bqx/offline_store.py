@@ -7,9 +7,10 @@ Feast issue in the README). These stores keep Feast's API unchanged
 * :class:`BqxDuckDBOfflineStore` (``local`` and ``s3``): one DuckDB ``ASOF JOIN`` per
   feature view over the Parquet marts (local files, or S3 read through pyarrow),
   Arrow in and out.
-* :class:`BqxPostgresOfflineStore` (``production``): one ``LEFT JOIN LATERAL ...
-  ORDER BY event_timestamp DESC LIMIT 1`` per feature view, which walks the
-  (pair, event_timestamp) index once per entity row; results stream back with COPY.
+* :class:`BqxPostgresOfflineStore` (``production``): one sort-merge pass per feature
+  view (entity and feature rows sorted together per pair, a running ``max`` picks
+  the last feature time at or before each entity row, then an equi-join on the
+  unique (pair, event_timestamp) key); results stream back with COPY.
 
 Semantics are Feast's: a feature row is joined to an entity row at ``t`` when its
 event timestamp is ``<= t`` and, if the view has a TTL, ``>= t - ttl``; among rows
@@ -212,10 +213,14 @@ def _register_source(con, source: DataSource, alias: str, config: RepoConfig) ->
             scheme=scheme,
             region=config.offline_store.s3_region,
         )
-        con.register(alias, ds.dataset(path[len("s3://") :], filesystem=s3, format="parquet"))
+        con.register(
+            alias, ds.dataset(path[len("s3://") :], filesystem=s3, format="parquet")
+        )
     else:
         escaped = path.replace("'", "''")
-        con.execute(f"create or replace temp view {alias} as select * from read_parquet('{escaped}')")
+        con.execute(
+            f"create or replace temp view {alias} as select * from read_parquet('{escaped}')"
+        )
 
 
 class BqxDuckDBOfflineStore(OfflineStore):
@@ -235,7 +240,9 @@ class BqxDuckDBOfflineStore(OfflineStore):
         **kwargs,
     ) -> RetrievalJob:
         entity, ts_col = _entity_arrow(entity_df)
-        plans = _plan(feature_views, feature_refs, full_feature_names, set(entity.column_names))
+        plans = _plan(
+            feature_views, feature_refs, full_feature_names, set(entity.column_names)
+        )
         queries = [_duckdb_view_sql(i, p, ts_col) for i, p in enumerate(plans)]
         sql = ";\n".join(queries)
 
@@ -245,10 +252,15 @@ class BqxDuckDBOfflineStore(OfflineStore):
             con = _duckdb(config)
             try:
                 keys = {ts_col, ROW_ID} | {k for p in plans for k, _ in p.join_keys}
-                con.register("bqx_entity", entity.select([c for c in entity.column_names if c in keys]))
+                con.register(
+                    "bqx_entity",
+                    entity.select([c for c in entity.column_names if c in keys]),
+                )
                 out = entity.drop_columns([ROW_ID])
                 for i, (plan, query) in enumerate(zip(plans, queries)):
-                    _register_source(con, plan.view.batch_source, f"bqx_src_{i}", config)
+                    _register_source(
+                        con, plan.view.batch_source, f"bqx_src_{i}", config
+                    )
                     part = con.sql(query).to_arrow_table()
                     for name in plan.outputs:
                         out = out.append_column(name, part.column(name))
@@ -394,7 +406,7 @@ def _pg_type(t: pa.DataType) -> str:
 
 
 class BqxPostgresOfflineStore(PostgreSQLOfflineStore):
-    """Point-in-time joins in PostgreSQL through the (pair, event_timestamp) index.
+    """Point-in-time joins in PostgreSQL in one sort-merge pass per view.
 
     Materialization and the other methods are Feast's stock Postgres store.
     """
@@ -411,23 +423,18 @@ class BqxPostgresOfflineStore(PostgreSQLOfflineStore):
         **kwargs,
     ) -> RetrievalJob:
         entity, ts_col = _entity_arrow(entity_df)
-        plans = _plan(feature_views, feature_refs, full_feature_names, set(entity.column_names))
+        plans = _plan(
+            feature_views, feature_refs, full_feature_names, set(entity.column_names)
+        )
         temp = f"bqx_entity_{uuid.uuid4().hex[:12]}"
-        sql = _pg_pit_sql(plans, entity.column_names, ts_col, temp)
-        out_types = {
-            **{c: entity.schema.field(c).type for c in entity.column_names if c != ROW_ID},
-        }
-        for p in plans:
-            for out, feat in zip(p.outputs, p.features):
-                field = next(f for f in p.view.features if f.name == feat)
-                out_types[out] = _feast_arrow_type(field.dtype)
+        queries = [_pg_view_sql(p, ts_col, temp) for p in plans]
+        sql = ";\n".join(queries)
 
         def compute() -> pa.Table:
             buf = io.BytesIO()
             pa_csv.write_csv(entity, buf)
-            cols = ", ".join(
-                f"{_q(f.name)} {_pg_type(f.type)}" for f in entity.schema
-            )
+            cols = ", ".join(f"{_q(f.name)} {_pg_type(f.type)}" for f in entity.schema)
+            out = entity.drop_columns([ROW_ID])
             with _pg_connect(config) as conn, conn.cursor() as cur:
                 cur.execute("set timezone = 'UTC'")
                 cur.execute(f"create temp table {temp} ({cols})")
@@ -435,15 +442,25 @@ class BqxPostgresOfflineStore(PostgreSQLOfflineStore):
                     f"copy {temp} from stdin with (format csv, header true)"
                 ) as copy:
                     copy.write(buf.getvalue())
-                cur.execute(f"create index on {temp} ({ROW_ID})")
                 cur.execute(f"analyze {temp}")
-                out = io.BytesIO()
-                with cur.copy(
-                    f"copy ({sql}) to stdout with (format csv, header true)"
-                ) as copy:
-                    for chunk in copy:
-                        out.write(chunk)
-            return _read_pg_csv(out.getvalue(), out_types)
+                # one query per view; its columns join the frame in entity order
+                for plan, query in zip(plans, queries):
+                    data = io.BytesIO()
+                    with cur.copy(
+                        f"copy ({query}) to stdout with (format csv, header true)"
+                    ) as copy:
+                        for chunk in copy:
+                            data.write(chunk)
+                    types = {
+                        o: _feast_arrow_type(
+                            next(f for f in plan.view.features if f.name == n).dtype
+                        )
+                        for o, n in zip(plan.outputs, plan.features)
+                    }
+                    part = _read_pg_csv(data.getvalue(), types)
+                    for name in plan.outputs:
+                        out = out.append_column(name, part.column(name))
+            return out
 
         return BqxRetrievalJob(compute, full_feature_names, sql)
 
@@ -474,7 +491,9 @@ def _read_pg_csv(data: bytes, types: dict[str, pa.DataType]) -> pa.Table:
     for name, t in types.items():
         col = table.column(name)
         if pa.types.is_timestamp(t):
-            col = pa.array(pd.to_datetime(col.to_pandas(), utc=True), pa.timestamp("us", tz="UTC"))
+            col = pa.array(
+                pd.to_datetime(col.to_pandas(), utc=True), pa.timestamp("us", tz="UTC")
+            )
         elif pa.types.is_boolean(t):
             col = pa.array(col.to_pandas().map({"t": True, "f": False}), pa.bool_())
         else:
@@ -483,30 +502,64 @@ def _read_pg_csv(data: bytes, types: dict[str, pa.DataType]) -> pa.Table:
     return table
 
 
-def _pg_pit_sql(
-    plans: list[ViewPlan], entity_columns: list[str], ts_col: str, temp: str
-) -> str:
-    selects = [f"e.{_q(c)}" for c in entity_columns if c != ROW_ID]
-    joins = []
-    for i, p in enumerate(plans):
-        cond = [f"m.{_q(s)} = e.{_q(ec)}" for ec, s in p.join_keys]
-        cond.append(f"m.{_q(p.timestamp)} <= e.{_q(ts_col)}")
+def _pg_view_sql(p: ViewPlan, ts_col: str, temp: str) -> str:
+    """One view's point-in-time join in one sort-merge pass (rows in entity order).
+
+    The entity rows and the view's rows (only the entity keys and time range) are
+    sorted together per key by time, feature rows first on ties; a running ``max``
+    gives each entity row the time of the last feature row at or before it; that
+    row is joined back on (keys, time). TTL and created-timestamp tie-break as
+    Feast's stores do.
+    """
+    ets = _q(ts_col)
+    src, ts = _pg_source(p.view.batch_source), _q(p.timestamp)
+    ks = [f"k{j}" for j in range(len(p.join_keys))]
+    ecols = [_q(ec) for ec, _ in p.join_keys]
+    scols = [f"m.{_q(s)}" for _, s in p.join_keys]
+    where = [
+        f"({', '.join(scols)}) in (select distinct {', '.join(ecols)} from {temp})",
+        f"m.{ts} <= (select max({ets}) from {temp})",
+    ]
+    if p.ttl_us:
+        where.append(
+            f"m.{ts} >= (select min({ets}) from {temp}) - "
+            f"interval '{p.ttl_us} microseconds'"
+        )
+    as_k = ", ".join(f"{c} as {k}" for c, k in zip(scols, ks))
+    feats = ", ".join(f"m.{_q(s)} as f{j}" for j, s in enumerate(p.source_columns))
+    rows = (
+        f"select {as_k}, m.{ts} as ts, {feats} from {src} m where {' and '.join(where)}"
+    )
+    if p.created:  # same event time: the newest created row wins
+        rows = (
+            f"select distinct on ({', '.join(scols)}, m.{ts}) {rows[len('select ') :]} "
+            f"order by {', '.join(scols)}, m.{ts}, m.{_q(p.created)} desc"
+        )
+    both = (
+        f"select {', '.join(f'e.{c} as {k}' for c, k in zip(ecols, ks))}, "
+        f"e.{ets} as ts, e.{ROW_ID} as rid, 1 as side from {temp} e "
+        f"union all select {', '.join(ks)}, ts, null, 0 from s"
+    )
+    merged = (
+        f"select {', '.join(ks)}, ts, rid, max(case when side = 0 then ts end) over "
+        f"(partition by {', '.join(ks)} order by ts, side rows between unbounded "
+        f"preceding and current row) as mts from ({both}) u"
+    )
+    values = []
+    for j, out in enumerate(p.outputs):
+        value = f"s.f{j}"
         if p.ttl_us:
-            cond.append(
-                f"m.{_q(p.timestamp)} >= e.{_q(ts_col)} - "
-                f"interval '{p.ttl_us} microseconds'"
+            value = (
+                f"case when w.mts >= w.ts - interval '{p.ttl_us} microseconds' "
+                f"then {value} end"
             )
-        order = f"m.{_q(p.timestamp)} desc" + (
-            f", m.{_q(p.created)} desc" if p.created else ""
-        )
-        feats = ", ".join(f"m.{_q(s)} as f{j}" for j, s in enumerate(p.source_columns))
-        joins.append(
-            f"left join lateral (select {feats} from {_pg_source(p.view.batch_source)} m "
-            f"where {' and '.join(cond)} order by {order} limit 1) v{i} on true"
-        )
-        selects += [f"v{i}.f{j} as {_q(out)}" for j, out in enumerate(p.outputs)]
+        values.append(f"{value} as {_q(out)}")
+    on = " and ".join(f"s.{k} = w.{k}" for k in ks)
     return (
-        f"select {', '.join(selects)} from {temp} e {' '.join(joins)} order by e.{ROW_ID}"
+        f"with s as materialized ({rows}), "
+        f"w as (select * from ({merged}) x where rid is not null) "
+        f"select {', '.join(values)} from w left join s on {on} and s.ts = w.mts "
+        f"order by w.rid"
     )
 
 
