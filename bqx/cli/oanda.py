@@ -10,7 +10,7 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from bqx.cli.common import BqxError, console, err_console, load_settings
+from bqx.cli.common import BqxError, console, err_console, load_settings, pairs_option
 
 PAIRS_HELP = "Comma-separated pairs (EUR_USD,USD_JPY) or `all` for the universe."
 
@@ -45,7 +45,7 @@ def _domain_errors() -> tuple[type[BaseException], ...]:
 
 
 def backfill_command(
-    pairs: str = typer.Option(..., "--pairs", help=PAIRS_HELP),
+    pairs: str = typer.Option(..., "--pairs", help=PAIRS_HELP, callback=pairs_option),
     since: str = typer.Option(..., "--since", help="Start (UTC), e.g. 2024-01-01."),
     until: str | None = typer.Option(None, "--until", help="End (UTC, exclusive)."),
     price: str = typer.Option(
@@ -139,7 +139,9 @@ def _print_summary(summary) -> None:
 
 
 def follow_command(
-    pairs: str = typer.Option("all", "--pairs", help=PAIRS_HELP),
+    pairs: str = typer.Option(
+        "all", "--pairs", help=PAIRS_HELP, callback=pairs_option
+    ),
     interval: float = typer.Option(2.0, "--interval", help="Seconds between polls."),
     price: str = typer.Option(
         "M", "--price", help="M (mid) or MBA (+bid/ask, spread)."
@@ -192,7 +194,9 @@ def follow_command(
 
 
 def gaps_command(
-    pairs: str = typer.Option("all", "--pairs", help=PAIRS_HELP),
+    pairs: str = typer.Option(
+        "all", "--pairs", help=PAIRS_HELP, callback=pairs_option
+    ),
     since: str | None = typer.Option(None, "--since", help="Start (UTC)."),
     until: str | None = typer.Option(None, "--until", help="End (UTC, exclusive)."),
     repair: bool = typer.Option(False, "--repair", help="Ask the API to fill them."),
@@ -315,9 +319,11 @@ def fake_serve_command(
 
 def register(ingest_app: typer.Typer, root_app: typer.Typer) -> None:
     """Add ``backfill``, ``follow``, ``gaps`` to ``ingest``; ``oanda-fake`` to root."""
-    ingest_app.command("backfill")(backfill_command)
-    ingest_app.command("follow")(follow_command)
-    ingest_app.command("gaps")(gaps_command)
+    from bqx.runs import recorded
+
+    ingest_app.command("backfill")(recorded("ingest backfill")(backfill_command))
+    ingest_app.command("follow")(recorded("ingest follow")(follow_command))
+    ingest_app.command("gaps")(recorded("ingest gaps")(gaps_command))
     fake_app = typer.Typer(
         help="The local OANDA v20 fake server.", no_args_is_help=True
     )

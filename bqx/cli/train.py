@@ -102,6 +102,8 @@ def predict_cmd(
 
 def register(app: typer.Typer) -> None:
     """Add ``train``, ``evaluate`` and ``predict`` to the ``bqx`` app."""
-    app.command("train")(train_cmd)
-    app.command("evaluate")(evaluate_cmd)
-    app.command("predict")(predict_cmd)
+    from bqx.runs import recorded
+
+    app.command("train")(recorded("train")(train_cmd))
+    app.command("evaluate")(recorded("evaluate")(evaluate_cmd))
+    app.command("predict")(recorded("predict")(predict_cmd))

@@ -13,6 +13,7 @@ import typer
 from rich.table import Table
 
 from bqx.cli.common import console, err_console, load_settings
+from bqx.runs import recorded
 
 validate_app = typer.Typer(
     help="Data-quality gate (Great Expectations) on raw bars or feature marts.",
@@ -83,12 +84,14 @@ def run_validation(target: str, since: Optional[str], docs: bool) -> None:
 
 
 @validate_app.command("raw")
+@recorded("validate raw")
 def validate_raw(since: Optional[str] = _SINCE, docs: bool = _DOCS) -> None:
     """Validate raw.candles_m1 with the raw_candles suite."""
     run_validation("raw", since, docs)
 
 
 @validate_app.command("features")
+@recorded("validate features")
 def validate_features(since: Optional[str] = _SINCE, docs: bool = _DOCS) -> None:
     """Validate every mart of schema marts with its suite."""
     run_validation("features", since, docs)
