@@ -42,8 +42,16 @@ def module_settings(request, tmp_path_factory):
     name = f"bqx_gate_{os.getpid()}_{uuid.uuid4().hex[:8]}"
     admin.execute(f'create database "{name}"')
     try:
+        # the production deployment: PostgreSQL marts, Redis online store
+        redis_db = request.getfixturevalue("redis_db")
         yield make_settings(
-            base, warehouse="postgres", pg_host=PG_HOST, pg_database=name, pairs=pairs
+            base,
+            deployment="production",
+            warehouse="postgres",
+            pg_host=PG_HOST,
+            pg_database=name,
+            redis_db=redis_db,
+            pairs=pairs,
         )
     finally:
         admin.execute(f'drop database if exists "{name}" with (force)')
