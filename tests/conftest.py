@@ -52,21 +52,32 @@ def duck_settings(tmp_path: Path) -> Settings:
     return make_settings(tmp_path / "bqx")
 
 
-@pytest.fixture(scope="session")
-def pg_admin():
-    """An autocommit connection to the server's ``postgres`` database."""
-    import psycopg
+class _Admin:
+    """Runs statements on the server's ``postgres`` database, one fresh connection
+    each time (a test may restart the server under a long-lived connection)."""
 
-    try:
-        admin = psycopg.connect(
+    def execute(self, sql: str) -> None:
+        import psycopg
+
+        with psycopg.connect(
             f"host={PG_HOST} port=5432 user=postgres dbname=postgres",
             autocommit=True,
             connect_timeout=5,
-        )
+        ) as conn:
+            conn.execute(sql)
+
+
+@pytest.fixture(scope="session")
+def pg_admin():
+    """Admin access to the PostgreSQL server; fails (never skips) when it is down."""
+    import psycopg
+
+    admin = _Admin()
+    try:
+        admin.execute("select 1")
     except psycopg.OperationalError as exc:  # fail, never skip
         pytest.fail(f"PostgreSQL at {PG_HOST}:5432 is unreachable: {exc}")
-    yield admin
-    admin.close()
+    return admin
 
 
 @pytest.fixture
@@ -105,9 +116,17 @@ def redis_db() -> int:
     client.flushdb()
 
 
+def flush_redis(db: int) -> None:
+    """Empty one Redis db (Feast keeps a newer row over an older one)."""
+    import redis
+
+    redis.Redis(host=PG_HOST, port=6379, db=db, socket_timeout=2).flushdb()
+
+
 @pytest.fixture
 def redis_settings(pg_settings: Settings, redis_db: int) -> Settings:
-    """Production deployment: PostgreSQL warehouse and Redis online store."""
+    """Production deployment: PostgreSQL warehouse and a flushed Redis online store."""
+    flush_redis(redis_db)
     return pg_settings.model_copy(
         update={"deployment": "production", "redis_db": redis_db}
     )

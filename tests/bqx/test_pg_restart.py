@@ -18,26 +18,34 @@ import pytest
 
 from bqx.warehouse import open_warehouse
 from ingestion.simulator import simulate_bars
-from tests.conftest import make_settings
+from tests.conftest import flush_redis, make_settings
 
 pytestmark = pytest.mark.restarts_postgres
 PAIRS = ["EUR_USD", "USD_JPY", "EUR_JPY"]
 
 
-def restart_postgres_after(delay: float) -> threading.Thread:
-    """Restart the local cluster ``delay`` seconds from now (in a thread)."""
-    version = sorted(os.listdir("/etc/postgresql"))[0]
+class Restart(threading.Thread):
+    """Restart the local cluster ``delay`` seconds from now; ``at`` is when."""
 
-    def go() -> None:
-        time.sleep(delay)
+    def __init__(self, delay: float) -> None:
+        super().__init__()
+        self.delay, self.at = delay, None
+        self.start()
+
+    def run(self) -> None:
+        version = sorted(os.listdir("/etc/postgresql"))[0]
+        time.sleep(self.delay)
+        self.at = time.monotonic()
         subprocess.run(
             ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart"],
             check=True, capture_output=True, timeout=120,
         )  # fmt: skip
 
-    thread = threading.Thread(target=go)
-    thread.start()
-    return thread
+
+def timed_bqx(settings, *args: str) -> tuple[subprocess.CompletedProcess, float, float]:
+    start = time.monotonic()
+    proc = bqx(settings, *args)
+    return proc, start, time.monotonic()
 
 
 def wait_for_postgres(timeout: float = 60) -> None:
@@ -87,11 +95,13 @@ def test_csv_load_survives_a_restart(tmp_path, pg_database_factory):
     files = write_files(tmp_path)
     calm = make_settings(tmp_path / "a", warehouse="postgres", pg_database=pg_database_factory())
     hit = make_settings(tmp_path / "b", warehouse="postgres", pg_database=pg_database_factory())
-    assert bqx(calm, "ingest", "csv", *files).returncode == 0
-    restarter = restart_postgres_after(4.0)
-    first = bqx(hit, "ingest", "csv", *files)
-    restarter.join()
+    calm_run, t0, t1 = timed_bqx(calm, "ingest", "csv", *files)
+    assert calm_run.returncode == 0
+    restart = Restart(delay=0.6 * (t1 - t0))
+    first, start, end = timed_bqx(hit, "ingest", "csv", *files)
+    restart.join()
     wait_for_postgres()
+    assert start < restart.at < end, "the restart missed the load"
     assert first.returncode in (0, 1)
     if first.returncode == 1:
         assert "PostgreSQL" in first.stderr and "Traceback" not in first.stderr
@@ -101,17 +111,23 @@ def test_csv_load_survives_a_restart(tmp_path, pg_database_factory):
 
 def test_dbt_build_and_publish_converge_after_a_restart(tmp_path, pg_database_factory, redis_db):
     files = write_files(tmp_path)
+    flush_redis(redis_db)
     base = dict(deployment="production", redis_db=redis_db, pairs=",".join(PAIRS))
     calm = make_settings(tmp_path / "a", pg_database=pg_database_factory(), **base)
     hit = make_settings(tmp_path / "b", pg_database=pg_database_factory(), **base)
     for s in (calm, hit):
         assert bqx(s, "ingest", "csv", *files).returncode == 0
-    assert bqx(calm, "features", "build").returncode == 0
+    durations = {}
     for command in (("features", "build"), ("features", "publish")):
-        restarter = restart_postgres_after(3.0)
-        run = bqx(hit, *command)
-        restarter.join()
+        run, t0, t1 = timed_bqx(calm, *command)
+        assert run.returncode == 0, run.stderr[-2000:]
+        durations[command] = t1 - t0
+    for command in (("features", "build"), ("features", "publish")):
+        restart = Restart(delay=0.6 * durations[command])
+        run, start, end = timed_bqx(hit, *command)
+        restart.join()
         wait_for_postgres()
+        assert start < restart.at < end, f"the restart missed {command}"
         if run.returncode != 0:
             assert run.returncode == 1
             message = run.stderr.strip().splitlines()[-1]

@@ -15,7 +15,7 @@ import pytest
 from bqx.settings import Settings
 from bqx.warehouse import open_warehouse
 from ingestion.simulator import simulate_bars
-from tests.conftest import PG_HOST, make_settings
+from tests.conftest import PG_HOST, flush_redis, make_settings
 
 PAIRS = ("EUR_USD", "USD_JPY", "EUR_JPY")
 START, END = "2024-01-03", "2024-01-09"
@@ -44,6 +44,7 @@ def module_settings(request, tmp_path_factory):
     try:
         # the production deployment: PostgreSQL marts, Redis online store
         redis_db = request.getfixturevalue("redis_db")
+        flush_redis(redis_db)
         yield make_settings(
             base,
             deployment="production",
