@@ -116,28 +116,12 @@ def check_redis(settings: Settings) -> Check:
                      required=False)  # fmt: skip
 
     def probe() -> tuple[str, str]:
-        import redis
-        from redis.backoff import NoBackoff
-        from redis.retry import Retry
+        from bqx.features import FeaturesError, ping_redis
 
-        client = redis.Redis(
-            host=settings.redis_host,
-            port=settings.redis_port,
-            db=settings.redis_db,
-            password=settings.redis_password.get_secret_value() or None,
-            socket_connect_timeout=TIMEOUT_S,
-            socket_timeout=TIMEOUT_S,
-            retry=Retry(NoBackoff(), 0),
-        )
         try:
-            client.ping()
-        except redis.RedisError as exc:
-            raise RuntimeError(
-                f"Redis at {settings.redis_host}:{settings.redis_port} is "
-                f"unreachable: {exc}"
-            ) from None
-        finally:
-            client.close()
+            ping_redis(settings, TIMEOUT_S)
+        except FeaturesError as exc:
+            raise RuntimeError(str(exc)) from None
         return "ok", ""
 
     hint = (

@@ -279,8 +279,8 @@ def training_frame(
     return job.to_df().sort_values(["pair", "event_timestamp"], ignore_index=True)
 
 
-def check_online_store(settings: Settings, timeout: float = 0.5) -> None:
-    """Fail fast (well under a second) when the Redis online store is unreachable.
+def ping_redis(settings: Settings, timeout: float = 0.5) -> None:
+    """``PING`` the configured Redis with a short timeout and no retries.
 
     Feast's Redis client retries with backoff for several seconds; a down Redis
     must instead give a clear error at once.
@@ -288,8 +288,6 @@ def check_online_store(settings: Settings, timeout: float = 0.5) -> None:
     Raises:
         FeaturesError: naming Redis and its address.
     """
-    if settings.deployment != "production":
-        return
     import redis
     from redis.backoff import NoBackoff
     from redis.retry import Retry
@@ -307,10 +305,17 @@ def check_online_store(settings: Settings, timeout: float = 0.5) -> None:
         client.ping()
     except redis.RedisError as exc:
         raise FeaturesError(
-            f"Redis online store at {settings.redis_target} is unreachable: {exc}"
+            f"Redis at {settings.redis_host}:{settings.redis_port} is unreachable "
+            f"(online store {settings.redis_target}): {exc}"
         ) from None
     finally:
         client.close()
+
+
+def check_online_store(settings: Settings, timeout: float = 0.5) -> None:
+    """Fail fast when the online store of the deployment (Redis) is unreachable."""
+    if settings.deployment == "production":
+        ping_redis(settings, timeout)
 
 
 def online_values(

@@ -113,7 +113,7 @@ def test_redis_down_fails_fast_and_names_it(prod):
     down = prod.model_copy(update={"redis_port": free_port()})
     for call in (features.online_values, features.push_latest, features.publish):
         t0 = time.perf_counter()
-        with pytest.raises(FeaturesError, match=r"Redis online store at redis://127\.0\.0\.1:\d+/\d+ is unreachable"):
+        with pytest.raises(FeaturesError, match=r"Redis at 127\.0\.0\.1:\d+ is unreachable"):
             call(down)
         assert time.perf_counter() - t0 < 1.0
 
