@@ -169,7 +169,6 @@ def _ray_run(
     workers: int,
     gpu: bool,
 ):
-    import ray
     from ray.train import CheckpointConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
