@@ -7,6 +7,7 @@ both warehouses and both online stores.
 from __future__ import annotations
 
 import os
+import socket
 import uuid
 from pathlib import Path
 
@@ -103,17 +104,37 @@ def pg_settings(tmp_path: Path, pg_database: str) -> Settings:
 
 @pytest.fixture(scope="session")
 def redis_db() -> int:
-    """A Redis db index for this run (1-15, by process), flushed before use."""
+    """A Redis db index (1-15) owned by this test process, flushed before use.
+
+    The index is claimed with ``SET NX`` on a key in db 0, so concurrent test runs
+    (pytest-xdist workers, several checkouts) never share one.
+    """
     import redis
 
-    index = os.getpid() % 15 + 1
-    client = redis.Redis(host=PG_HOST, port=6379, db=index, socket_timeout=2)
+    admin = redis.Redis(host=PG_HOST, port=6379, db=0, socket_timeout=2)
+    owner = f"{socket.gethostname()}:{os.getpid()}"
     try:
-        client.flushdb()
+        index = next(
+            (
+                i
+                for i in range(1, 16)
+                if admin.set(f"bqx:test:redis-db:{i}", owner, nx=True, ex=2 * 3600)
+            ),
+            None,
+        )
     except redis.ConnectionError as exc:
         pytest.fail(f"Redis at {PG_HOST}:6379 is unreachable: {exc}")
+    if index is None:
+        pytest.fail(
+            "all Redis db indexes 1-15 are claimed by other test runs "
+            "(keys bqx:test:redis-db:* in db 0)"
+        )
+    client = redis.Redis(host=PG_HOST, port=6379, db=index, socket_timeout=2)
+    client.flushdb()
     yield index
     client.flushdb()
+    if admin.get(f"bqx:test:redis-db:{index}") == owner.encode():
+        admin.delete(f"bqx:test:redis-db:{index}")
 
 
 def flush_redis(db: int) -> None:
