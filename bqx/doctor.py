@@ -7,7 +7,8 @@ A failed *required* check makes :func:`failed` true (the CLI then exits 1).
 
 * warehouse: reachable (``select 1``) and its ``ops`` schema version current;
 * redis (production): ``PING`` with a 0.5 s timeout and no retries;
-* feast registry: the registry file (local, s3) or the SQL registry tables (production);
+* feast registry: the registry file (local, s3), or the SQL registry (production)
+  reached with Feast's own connection settings (``bqx.features.feast_config``);
 * s3 (deployment s3): ``head_bucket`` of ``BQX_S3_BUCKET``;
 * oanda (when a token is set): ``GET /v3/accounts`` with the token against the
   configured environment (the candles endpoint where ``/v3/accounts`` is not served).
@@ -150,26 +151,46 @@ def check_registry(settings: Settings) -> Check:
 
 
 def _sql_registry(settings: Settings) -> Check:
-    from bqx.warehouse import open_warehouse
+    """Feast's SQL registry, opened with Feast's own engine settings (sslmode, CA
+    file, pool, statement timeout from ``feature_store.production.yaml``)."""
+    from sqlalchemy import create_engine, text
+
+    from bqx.features import check_feast_values, feast_config
 
     def probe() -> tuple[str, str]:
-        with open_warehouse(settings) as wh:
-            found = wh.query_df(
-                "select count(*) as n from information_schema.tables "
-                "where table_name = 'feature_views'"
-            )
-            if int(found["n"][0]) == 0:
-                return "warn", "no registry tables yet: run `bqx features publish`"
-            views = wh.query_df(
-                "select count(*) as n from feature_views where project_id = 'bqx'"
-            )
-        n = int(views["n"][0])
+        check_feast_values(settings)
+        registry = feast_config(settings)["registry"]
+        kwargs = dict(registry.get("sqlalchemy_config_kwargs") or {})
+        connect_args = dict(kwargs.pop("connect_args", {}))
+        connect_args["connect_timeout"] = CONNECT_TIMEOUT_S
+        engine = create_engine(registry["path"], connect_args=connect_args, **kwargs)
+        try:
+            with engine.connect() as conn:
+                found = conn.execute(
+                    text(
+                        "select count(*) from information_schema.tables "
+                        "where table_name = 'feature_views'"
+                    )
+                ).scalar_one()
+                if not found:
+                    return "warn", "no registry tables yet: run `bqx features publish`"
+                n = conn.execute(
+                    text("select count(*) from feature_views where project_id = 'bqx'")
+                ).scalar_one()
+        except Exception as exc:  # noqa: BLE001 - reported as the check's result
+            from bqx.features import registry_error
+
+            raise RuntimeError(registry_error(settings, exc)) from None
+        finally:
+            engine.dispose()
         if n == 0:
             return "warn", "no bqx feature views yet: run `bqx features publish`"
         return "ok", f"{n} feature views"
 
-    target = settings.pg_target + " (feast sql registry)"
-    return _run("feast registry", target, probe, "check BQX_PG_*", True)
+    target = settings.pg_target + f"?sslmode={settings.pg_sslmode} (feast sql registry)"
+    return _run(
+        "feast registry", target, probe, "see feature_store.production.yaml", True
+    )
 
 
 def check_s3(settings: Settings) -> Check:

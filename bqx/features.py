@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -122,13 +123,78 @@ def fs_yaml(settings: Settings) -> Path:
     return FEATURE_REPO / name
 
 
+_VAR = re.compile(r"\$\{(\w+)\}")
+
+
+def feast_config(settings: Settings) -> dict:
+    """Feast's configuration of the deployment, as Feast reads it.
+
+    The deployment's ``feature_store*.yaml`` is the one place where Feast's
+    connections take bqx's settings: every value is a ``${BQX_*}`` variable and no
+    credential is in the file. This expands it with :meth:`Settings.as_env`
+    (without touching ``os.environ``), e.g. for ``bqx doctor`` to open Feast's SQL
+    registry exactly as Feast does. The result holds secrets: never print it.
+    """
+    import yaml
+
+    env = {**os.environ, **settings.as_env()}
+    text = fs_yaml(settings).read_text()
+    return yaml.safe_load(_VAR.sub(lambda m: env.get(m.group(1), ""), text))
+
+
+def check_feast_values(settings: Settings) -> None:
+    """Refuse values that Feast's config cannot carry intact (names, never values).
+
+    Raises:
+        FeaturesError: a Redis password with ``,`` ``"`` or ``\\`` (Feast splits its
+            connection string on commas and reads each option as JSON), or a
+            PostgreSQL password with a line break.
+    """
+    if settings.deployment != "production":
+        return
+    redis_password = settings.redis_password.get_secret_value()
+    if any(c in redis_password for c in ',"\\'):
+        raise FeaturesError(
+            "BQX_REDIS_PASSWORD contains ',' '\"' or '\\': Feast's Redis connection "
+            "string cannot carry it; choose a password without them"
+        )
+    if any(c in settings.pg_password.get_secret_value() for c in "\r\n"):
+        raise FeaturesError("BQX_PG_PASSWORD contains a line break")
+
+
+def registry_error(settings: Settings, exc: BaseException) -> str:
+    """One line for a SQL registry that cannot be reached (secrets never shown)."""
+    from bqx.secrets import mask, secret_values
+
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    lines = [ln for ln in lines if not ln.startswith(("(Background", "[SQL"))]
+    reason = lines[-1] if lines else type(exc).__name__
+    return mask(
+        f"Feast SQL registry at {settings.pg_target} (sslmode={settings.pg_sslmode}) "
+        f"is unreachable: {reason}; check BQX_PG_SSLMODE, BQX_PG_SSLROOTCERT "
+        "and BQX_PG_*",
+        secret_values(settings),
+    )
+
+
 def store(settings: Settings | None = None) -> FeatureStore:
-    """The Feast ``FeatureStore`` of the configured deployment."""
+    """The Feast ``FeatureStore`` of the configured deployment.
+
+    Raises:
+        FeaturesError: the SQL registry (production) cannot be reached.
+    """
     from feast import FeatureStore
+    from sqlalchemy.exc import OperationalError
 
     settings = settings or get_settings()
+    check_feast_values(settings)
     activate(settings)
-    return FeatureStore(repo_path=str(FEATURE_REPO), fs_yaml_file=fs_yaml(settings))
+    fs = FeatureStore(repo_path=str(FEATURE_REPO), fs_yaml_file=fs_yaml(settings))
+    try:
+        fs.registry  # noqa: B018 - Feast opens the registry lazily: connect now
+    except OperationalError as exc:
+        raise FeaturesError(registry_error(settings, exc)) from None
+    return fs
 
 
 def _repo_objects() -> list:
@@ -198,7 +264,9 @@ def publish(settings: Settings, full: bool = False, on_gate=None) -> list[str]:
     incremental publish); a failing critical expectation raises
     ``QualityGateError`` and nothing is published. The first publish of a view (or
     ``full=True``) materializes its whole history (the online store keeps only the
-    latest row per pair); later ones are incremental from the last materialized time.
+    latest row per pair); later ones are incremental from the last materialized time,
+    unless the online store is empty (e.g. a Redis restarted without persistence):
+    then everything is materialized again.
 
     Returns:
         The names of the views materialized.
@@ -206,6 +274,8 @@ def publish(settings: Settings, full: bool = False, on_gate=None) -> list[str]:
     from expectations.gate import require_pass
 
     check_online_store(settings)
+    # a restarted (empty) online store gets everything again, not just the new rows
+    full = full or online_store_empty(settings)
     fs = apply(settings)
     since = None if full else _last_published(fs)
     # the quality gate: a failing critical expectation stops the publication
@@ -279,6 +349,24 @@ def training_frame(
     return job.to_df().sort_values(["pair", "event_timestamp"], ignore_index=True)
 
 
+def _redis_client(settings: Settings, timeout: float):
+    """A client of the online store's Redis: short timeouts, no retries."""
+    import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    return redis.Redis(
+        host=settings.redis_host,
+        port=settings.redis_port,
+        db=settings.redis_db,
+        password=settings.redis_password.get_secret_value() or None,
+        ssl=settings.redis_ssl,
+        socket_connect_timeout=timeout,
+        socket_timeout=timeout,
+        retry=Retry(NoBackoff(), 0),
+    )
+
+
 def ping_redis(settings: Settings, timeout: float = 0.5) -> None:
     """``PING`` the configured Redis with a short timeout and no retries.
 
@@ -289,18 +377,8 @@ def ping_redis(settings: Settings, timeout: float = 0.5) -> None:
         FeaturesError: naming Redis and its address.
     """
     import redis
-    from redis.backoff import NoBackoff
-    from redis.retry import Retry
 
-    client = redis.Redis(
-        host=settings.redis_host,
-        port=settings.redis_port,
-        db=settings.redis_db,
-        password=settings.redis_password.get_secret_value() or None,
-        socket_connect_timeout=timeout,
-        socket_timeout=timeout,
-        retry=Retry(NoBackoff(), 0),
-    )
+    client = _redis_client(settings, timeout)
     try:
         client.ping()
     except redis.RedisError as exc:
@@ -308,6 +386,18 @@ def ping_redis(settings: Settings, timeout: float = 0.5) -> None:
             f"Redis at {settings.redis_host}:{settings.redis_port} is unreachable "
             f"(online store {settings.redis_target}): {exc}"
         ) from None
+    finally:
+        client.close()
+
+
+def online_store_empty(settings: Settings, timeout: float = 0.5) -> bool:
+    """True when the online store holds nothing: the Redis db has no key
+    (production), or the SQLite file does not exist (local, s3)."""
+    if settings.deployment != "production":
+        return not (settings.data_dir / "feast" / "online.db").exists()
+    client = _redis_client(settings, timeout)
+    try:
+        return client.dbsize() == 0
     finally:
         client.close()
 

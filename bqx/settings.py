@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     redis_port: int = 6379
     redis_db: int = 0
     redis_password: SecretStr = SecretStr("")
+    redis_ssl: bool = Field(
+        False, description="TLS to Redis (e.g. ElastiCache encryption in transit)."
+    )
 
     s3_bucket: str = "bqx"
     s3_endpoint_url: str = ""
@@ -139,7 +142,8 @@ class Settings(BaseSettings):
     @property
     def redis_target(self) -> str:
         """Redis address without secrets (for messages)."""
-        return f"redis://{self.redis_host}:{self.redis_port}/{self.redis_db}"
+        scheme = "rediss" if self.redis_ssl else "redis"
+        return f"{scheme}://{self.redis_host}:{self.redis_port}/{self.redis_db}"
 
     def as_env(self) -> dict[str, str]:
         """The ``BQX_*`` variables as strings, secrets included, for dbt and Feast."""
@@ -148,6 +152,8 @@ class Settings(BaseSettings):
             value = getattr(self, name)
             if isinstance(value, SecretStr):
                 value = value.get_secret_value()
+            elif isinstance(value, bool):
+                value = "true" if value else "false"  # JSON/YAML booleans
             env[f"BQX_{name.upper()}"] = "" if value is None else str(value)
         return env
 
