@@ -4,22 +4,30 @@ Two engines behind one small interface (:class:`Warehouse`):
 
 * DuckDB, the embedded default: one file, the frame is handed over as Arrow.
 * PostgreSQL: ``raw.candles_m1`` is range-partitioned by month (partitions created on
-  demand); a load COPYs the batch into a temporary table, then runs one
-  ``INSERT ... ON CONFLICT DO UPDATE ... WHERE <values differ>``.
+  demand).
 
-Loading the same bars twice changes nothing (not even ``ingested_at``); a batch and
+A load splits the batch, per pair, at the pair's newest stored bar (read under the
+load lock, in the load's transaction): the rows after it cannot exist yet and go
+straight into ``raw.candles_m1`` (PostgreSQL: one binary ``COPY``; DuckDB: one plain
+``INSERT``), the common case of a backfill or ``follow``; the other rows take the
+exact path (stage them, count how many exist and differ, then ``INSERT ... ON
+CONFLICT DO UPDATE ... WHERE <values differ>``). Loading the same bars twice changes
+nothing (not even ``ingested_at``); the counts are exact either way; a batch and
 its per-pair watermarks commit in one transaction.
 """
 
 from __future__ import annotations
 
 import io
+import struct
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Iterable
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
 from bqx.settings import Settings
@@ -83,15 +91,21 @@ class WarehouseError(RuntimeError):
     """A warehouse problem with a message fit for the user."""
 
 
-def candles_to_arrow(df: pd.DataFrame, source: str | None = None) -> pa.Table:
-    """Normalise a frame of candles to the exact Arrow schema of ``raw.candles_m1``.
+def candles_to_arrow(
+    df: pd.DataFrame | pa.Table, source: str | None = None
+) -> pa.Table:
+    """Normalise candles to the exact Arrow schema of ``raw.candles_m1``.
 
-    Prices may be floats (rounded to 6 decimals), decimal strings or ``Decimal``
-    objects; strings with more than 6 decimals raise instead of being rounded.
+    ``df`` is a pandas frame or an Arrow table (e.g. the rows the OANDA parser
+    makes). Prices may be floats (rounded to 6 decimals), decimal strings,
+    ``Decimal`` objects or Arrow decimals; strings with more than 6 decimals raise
+    instead of being rounded.
 
     Raises:
         WarehouseError: missing columns or duplicate (pair, bar_start) keys.
     """
+    if isinstance(df, pa.Table):
+        return _table_to_arrow(df, source)
     missing = [c for c in ("pair", "bar_start", *MID_COLUMNS, "volume") if c not in df]
     if missing:
         raise WarehouseError(f"candles frame lacks columns {missing}")
@@ -118,9 +132,92 @@ def candles_to_arrow(df: pd.DataFrame, source: str | None = None) -> pa.Table:
     return pa.table({c: arrays[c] for c in CANDLE_COLUMNS})
 
 
+CANDLE_SCHEMA = pa.schema(
+    [("pair", pa.string()), ("bar_start", pa.timestamp("us", tz="UTC"))]
+    + [(c, PRICE) for c in MID_COLUMNS]
+    + [("volume", pa.int64())]
+    + [(c, PRICE) for c in QUOTE_COLUMNS]
+    + [("source", pa.string())]
+)
+
+
+def _table_to_arrow(table: pa.Table, source: str | None) -> pa.Table:
+    missing = [
+        c for c in ("pair", "bar_start", *MID_COLUMNS, "volume")
+        if c not in table.column_names
+    ]  # fmt: skip
+    if missing:
+        raise WarehouseError(f"candles table lacks columns {missing}")
+    if source is None and "source" not in table.column_names:
+        raise WarehouseError("candles need a source (argument or column)")
+    n = table.num_rows
+    arrays = []
+    for f in CANDLE_SCHEMA:
+        if f.name == "source" and source is not None:
+            arrays.append(pa.array([source] * n, pa.string()))
+        elif f.name in table.column_names:
+            col = table.column(f.name)
+            arrays.append(col if col.type == f.type else col.cast(f.type))
+        else:
+            arrays.append(pa.nulls(n, f.type))
+    out = pa.Table.from_arrays(arrays, schema=CANDLE_SCHEMA)
+    if n > 1:
+        keys = (
+            out.select(["pair", "bar_start"])
+            .group_by(["pair", "bar_start"], use_threads=False)
+            .aggregate([([], "count_all")])
+        )
+        if keys.num_rows < n:
+            dup = keys.filter(pc.greater(keys.column("count_all"), 1))
+            first = dup.slice(0, 1).to_pylist()[0]
+            raise WarehouseError(
+                f"batch has {int(pc.sum(dup.column('count_all')).as_py())} rows "
+                f"with a repeated key, e.g. {first['pair']} {first['bar_start']}; "
+                "deduplicate before loading"
+            )
+    return out
+
+
+def split_new_rows(
+    table: pa.Table, newest: dict[str, Any]
+) -> tuple[pa.Table, pa.Table]:
+    """``(rows after their pair's newest stored bar, the other rows)``.
+
+    ``newest`` maps a pair to its newest stored ``bar_start`` (absent or None:
+    nothing stored). The first part cannot collide with a stored row.
+    """
+    if table.num_rows == 0:
+        return table, table
+    cutoff_us = {
+        p: (pd.Timestamp(t).tz_convert("UTC").value // 1000 if t is not None else None)
+        for p, t in newest.items()
+    }
+    if all(v is None for v in cutoff_us.values()):
+        return table, table.slice(0, 0)
+    pairs = table.column("pair").combine_chunks().dictionary_encode()
+    names = pairs.dictionary.to_pylist()
+    floor = np.array(
+        [
+            cutoff_us.get(p) if cutoff_us.get(p) is not None else np.iinfo(np.int64).min
+            for p in names
+        ],
+        dtype=np.int64,
+    )
+    ts = table.column("bar_start").to_numpy().astype("datetime64[us]").astype(np.int64)
+    fresh = ts > floor[pairs.indices.to_numpy(zero_copy_only=False)]
+    if fresh.all():
+        return table, table.slice(0, 0)
+    mask = pa.array(fresh)
+    return table.filter(mask), table.filter(pc.invert(mask))
+
+
 def _price_array(values: pd.Series) -> pa.Array:
-    if values.dtype == object and len(values) and isinstance(
-        values.dropna().iloc[0] if values.notna().any() else None, Decimal
+    if (
+        values.dtype == object
+        and len(values)
+        and isinstance(
+            values.dropna().iloc[0] if values.notna().any() else None, Decimal
+        )
     ):
         return pa.array(values, PRICE)
     arr = pa.array(values, from_pandas=True)
@@ -195,6 +292,16 @@ def _watermark_rows(watermarks: dict[str, Any]) -> list[tuple[str, pd.Timestamp]
     return [(p, pd.Timestamp(t).tz_convert("UTC")) for p, t in watermarks.items()]
 
 
+def _newest_sql(n: int) -> str:
+    """Newest stored bar of each of ``n`` pairs (one index probe per pair)."""
+    probes = " union all ".join(
+        "select ? as pair, (select max(bar_start) from raw.candles_m1 "
+        "where pair = ?) as newest"
+        for _ in range(n)
+    )
+    return probes
+
+
 _WATERMARK_SQL = (
     "insert into raw.ingest_watermarks as w (pair, last_bar_start, updated_at) "
     "values (?, ?, now()) on conflict (pair) do update set "
@@ -206,6 +313,146 @@ _REJECT_SQL = (
     "select source, record_ref, pair, raw_record, reason from {stage} "
     "on conflict (source, record_ref) do nothing"
 )
+
+
+def _pairs_of(table: pa.Table) -> list[str]:
+    return sorted(pc.unique(table.column("pair")).to_pylist())
+
+
+def _months_of(table: pa.Table) -> list[pd.Timestamp]:
+    """First instants (UTC, naive) of the months the batch's bars fall in."""
+    if table.num_rows == 0:
+        return []
+    us = table.column("bar_start").to_numpy().astype("datetime64[us]")
+    months = np.unique(us.astype("datetime64[M]"))
+    return [pd.Timestamp(m) for m in months]
+
+
+#: PostgreSQL binary COPY: signature, flags, header extension; end of data.
+_PG_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
+_PG_TRAILER = struct.pack(">h", -1)
+_PG_EPOCH_US = 946_684_800_000_000  # 2000-01-01 in UNIX microseconds
+_TEXT_COLUMNS = ("pair", "source")
+
+
+def _pg_copy(conn, target: str, table: pa.Table) -> None:
+    """COPY ``table`` (the ``raw.candles_m1`` schema) into ``target``.
+
+    Binary COPY built with numpy when every column is either full or empty (the
+    empty ones are left out: NULL); CSV otherwise.
+    """
+    encoded = _pg_binary(table)
+    with conn.cursor() as cur:
+        if encoded is not None:
+            cols, payload = encoded
+            with cur.copy(
+                f"copy {target} ({', '.join(cols)}) from stdin with (format binary)"
+            ) as copy:
+                copy.write(payload)
+            return
+        buf = io.BytesIO()
+        pa_csv.write_csv(table, buf)
+        with cur.copy(
+            f"copy {target} ({', '.join(CANDLE_COLUMNS)}) from stdin "
+            "with (format csv, header true)"
+        ) as copy:
+            copy.write(buf.getvalue())
+
+
+def _decimal_units(col: pa.ChunkedArray) -> np.ndarray | None:
+    """The unscaled int64 values of a ``decimal128(18, 6)`` column (None: too big)."""
+    arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    words = np.frombuffer(
+        arr.buffers()[1], dtype="<i8", count=2 * (arr.offset + len(arr))
+    )[2 * arr.offset :]
+    low, high = words[0::2], words[1::2]
+    if not (high == (low >> 63)).all():
+        return None
+    return low
+
+
+def _pg_binary(table: pa.Table) -> tuple[list[str], bytes] | None:
+    """``(columns, payload)`` of a binary COPY of ``table``, or None (use CSV).
+
+    numeric values are sent as 5 base-10000 digits (weight 2, dscale 6), which
+    ``numeric_recv`` normalises; rows are grouped by the byte lengths of their
+    text values so that each group is one fixed-layout numpy record array.
+    """
+    n = table.num_rows
+    cols = [c for c in CANDLE_COLUMNS if table.column(c).null_count < n]
+    if any(table.column(c).null_count for c in cols):
+        return None
+    values: dict[str, np.ndarray] = {}
+    texts: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for c in cols:
+        col = table.column(c)
+        if c in _TEXT_COLUMNS:
+            enc = col.combine_chunks().dictionary_encode()
+            words = [str(x).encode() for x in enc.dictionary.to_pylist()]
+            idx = enc.indices.to_numpy(zero_copy_only=False)
+            width = max(1, max(len(w) for w in words))
+            texts[c] = (
+                np.array(words, dtype=f"S{width}")[idx],
+                np.array([len(w) for w in words], dtype=np.int64)[idx],
+            )
+        elif c == "bar_start":
+            us = col.to_numpy().astype("datetime64[us]").astype(np.int64)
+            values[c] = us - _PG_EPOCH_US
+        elif c == "volume":
+            values[c] = col.to_numpy()
+        else:
+            units = _decimal_units(col)
+            if units is None:
+                return None
+            values[c] = units
+    key = np.zeros(n, dtype=np.int64)
+    for _, lengths in texts.values():
+        if lengths.max(initial=0) >= 1 << 20:
+            return None
+        key = (key << 20) | lengths
+    parts = [_PG_HEADER]
+    for k in np.unique(key):
+        rows = np.flatnonzero(key == k) if len(texts) else np.arange(n)
+        lengths = {c: int(texts[c][1][rows[0]]) for c in texts}
+        fields: list[tuple] = [("n", ">i2")]
+        for c in cols:
+            fields.append((c + "_len", ">i4"))
+            if c in texts:
+                fields.append((c, f"S{max(1, lengths[c])}"))
+            elif c in ("bar_start", "volume"):
+                fields.append((c, ">i8"))
+            else:
+                fields.append((c, ">i2", (9,)))  # ndigits weight sign dscale d0..d4
+        rec = np.zeros(len(rows), dtype=np.dtype(fields))
+        rec["n"] = len(cols)
+        for c in cols:
+            if c in texts:
+                rec[c + "_len"] = lengths[c]
+                rec[c] = texts[c][0][rows]
+            elif c in ("bar_start", "volume"):
+                rec[c + "_len"] = 8
+                rec[c] = values[c][rows]
+            else:
+                rec[c + "_len"] = 18
+                _numeric_digits(rec[c], values[c][rows])
+        parts.append(rec.tobytes())
+    parts.append(_PG_TRAILER)
+    return cols, b"".join(parts)
+
+
+def _numeric_digits(out: np.ndarray, units: np.ndarray) -> None:
+    """Fill ``out`` (n x 9 int16) with PostgreSQL's binary numeric of ``units``/1e6."""
+    out[:, 0] = 5  # ndigits
+    out[:, 1] = 2  # weight: the first digit is x 10000^2
+    out[:, 2] = np.where(units < 0, 0x4000, 0).astype(np.int16)  # sign
+    out[:, 3] = 6  # dscale
+    a = np.abs(units)
+    whole, frac = a // 1_000_000, (a % 1_000_000) * 100
+    out[:, 4] = whole // 100_000_000
+    out[:, 5] = (whole // 10_000) % 10_000
+    out[:, 6] = whole % 10_000
+    out[:, 7] = frac // 10_000
+    out[:, 8] = frac % 10_000
 
 
 class DuckDBWarehouse(Warehouse):
@@ -251,11 +498,33 @@ class DuckDBWarehouse(Warehouse):
         if table.num_rows == 0 and not watermarks:
             return LoadResult(0, 0, 0)
         con = self.con
+        cols = ", ".join(CANDLE_COLUMNS)
+        registered = []
         con.execute("begin transaction")
         try:
-            con.register("bqx_batch", table)
-            existing, changed = con.execute(_COUNT_SQL).fetchone()
-            if table.num_rows:
+            fresh, rest = table, table.slice(0, 0)
+            pairs = _pairs_of(table)
+            if pairs:
+                marks = ", ".join("?" for _ in pairs)
+                newest = dict(
+                    con.execute(
+                        "select pair, max(bar_start) from raw.candles_m1 "
+                        f"where pair in ({marks}) group by pair",
+                        pairs,
+                    ).fetchall()
+                )
+                fresh, rest = split_new_rows(table, newest)
+            existing = changed = 0
+            if fresh.num_rows:  # cannot exist yet: a plain insert
+                con.register("bqx_fresh", fresh)
+                registered.append("bqx_fresh")
+                con.execute(
+                    f"insert into raw.candles_m1 ({cols}) select {cols} from bqx_fresh"
+                )
+            if rest.num_rows:  # may overlap: exact counts, then the upsert
+                con.register("bqx_batch", rest)
+                registered.append("bqx_batch")
+                existing, changed = con.execute(_COUNT_SQL).fetchone()
                 con.execute(_upsert_sql("raw.candles_m1", "bqx_batch"))
             for row in _watermark_rows(watermarks or {}):
                 con.execute(_WATERMARK_SQL, row)
@@ -264,7 +533,8 @@ class DuckDBWarehouse(Warehouse):
             con.execute("rollback")
             raise
         finally:
-            con.unregister("bqx_batch")
+            for name in registered:
+                con.unregister(name)
         return LoadResult(table.num_rows - existing, changed, existing - changed)
 
     def quarantine(self, rejects: pd.DataFrame) -> int:
@@ -425,6 +695,11 @@ class PostgresWarehouse(Warehouse):
     @staticmethod
     def _ensure_partitions(conn, months: Iterable[pd.Timestamp]) -> None:
         for month in sorted(set(months)):
+            name = f"candles_m1_{month:%Y%m}"
+            if conn.execute(
+                "select to_regclass(%s) is not null", [f"raw.{name}"]
+            ).fetchone()[0]:
+                continue
             start = month.strftime("%Y-%m-01")
             end = (month + pd.offsets.MonthBegin(1)).strftime("%Y-%m-01")
             conn.execute(
@@ -434,37 +709,60 @@ class PostgresWarehouse(Warehouse):
             )
 
     def upsert_candles(self, df, source=None, watermarks=None) -> LoadResult:
+        """See :meth:`Warehouse.upsert_candles`.
+
+        Under the load lock, in one transaction: the newest stored bar of each
+        pair of the batch (an index probe per pair); the rows after it are COPied
+        (binary) straight into ``raw.candles_m1``; the others, if any, are COPied
+        to a temporary table, counted against the stored rows and upserted.
+        """
+        import psycopg
+
         table = candles_to_arrow(df, source)
         if table.num_rows == 0 and not watermarks:
             return LoadResult(0, 0, 0)
-        buf = io.BytesIO()
-        pa_csv.write_csv(table, buf)
-        payload = buf.getvalue()
-        cols = ", ".join(CANDLE_COLUMNS)
-        months = (
-            pd.to_datetime(table.column("bar_start").to_pandas())
-            .dt.tz_convert("UTC")
-            .dt.tz_localize(None)
-            .dt.to_period("M")
-            .unique()
-        )
+        pairs = _pairs_of(table)
+        months = _months_of(table)
+        marks = _watermark_rows(watermarks or {})
 
         def work(conn) -> tuple[int, int]:
             conn.execute("select pg_advisory_xact_lock(hashtext('bqx.raw.ddl'))")
-            self._ensure_partitions(conn, (m.to_timestamp() for m in months))
-            conn.execute(
-                "create temp table bqx_batch (like raw.candles_m1 including defaults) "
-                "on commit drop"
-            )
-            with conn.cursor() as cur:
-                with cur.copy(
-                    f"copy bqx_batch ({cols}) from stdin with (format csv, header true)"
-                ) as copy:
-                    copy.write(payload)
-                existing, changed = cur.execute(_COUNT_SQL).fetchone()
-                cur.execute(_upsert_sql("raw.candles_m1", "bqx_batch"))
-                for pair, ts in _watermark_rows(watermarks or {}):
-                    cur.execute(_WATERMARK_SQL.replace("?", "%s"), (pair, ts))
+            self._ensure_partitions(conn, months)
+            fresh, rest = table, table.slice(0, 0)
+            if pairs:
+                newest = dict(
+                    conn.execute(
+                        _newest_sql(len(pairs)).replace("?", "%s"),
+                        [x for p in pairs for x in (p, p)],
+                    ).fetchall()
+                )
+                fresh, rest = split_new_rows(table, newest)
+            if fresh.num_rows:
+                try:  # a savepoint: a row stored by a writer outside the lock
+                    with conn.transaction():
+                        _pg_copy(conn, "raw.candles_m1", fresh)
+                except psycopg.errors.UniqueViolation:
+                    rest = table  # everything takes the exact path
+            existing = changed = 0
+            if rest.num_rows:
+                conn.execute(
+                    "create temp table bqx_batch (like raw.candles_m1 including "
+                    "defaults) on commit drop"
+                )
+                _pg_copy(conn, "bqx_batch", rest)
+                with conn.cursor() as cur:
+                    existing, changed = cur.execute(_COUNT_SQL).fetchone()
+                    cur.execute(_upsert_sql("raw.candles_m1", "bqx_batch"))
+            if marks:
+                conn.execute(
+                    "insert into raw.ingest_watermarks as w "
+                    "(pair, last_bar_start, updated_at) "
+                    "select p, t, now() from unnest(%s::text[], %s::timestamptz[]) "
+                    "as m(p, t) on conflict (pair) do update set last_bar_start = "
+                    "greatest(w.last_bar_start, excluded.last_bar_start), "
+                    "updated_at = now()",
+                    ([p for p, _ in marks], [t.to_pydatetime() for _, t in marks]),
+                )
             return existing, changed
 
         existing, changed = self.transaction(work)

@@ -247,7 +247,7 @@ def _write(
                 finished.append(item)
             else:
                 batch.append(item)
-                rows += len(item.rows)
+                rows += item.rows.num_rows
             if rows >= BATCH_ROWS or done >= n_pairs:
                 break
             try:
@@ -273,11 +273,11 @@ def _load(wh, batch: list[Page], summary: BackfillSummary, price, progress) -> N
         stats.pages += 1
         stats.received += page.received
         stats.rejected += len(page.rejects)
-        stats.bars += len(page.rows)
+        stats.bars += page.rows.num_rows
         summary.http_s += page.stats.get("http_s", 0.0)
         summary.parse_s += page.stats.get("parse_s", 0.0)
         if progress:
-            progress.advance(page.pair, len(page.rows), 1)
+            progress.advance(page.pair, page.rows.num_rows, 1)
 
 
 __all__ = ["BackfillError", "BackfillSummary", "OandaRequestError", "backfill"]

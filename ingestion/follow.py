@@ -92,7 +92,7 @@ def follow(
                 )
             )
             load_pages(wh, pages, source)
-            refresh_m5(wh, [p.pair for p in pages if len(p.rows)])
+            refresh_m5(wh, [p.pair for p in pages if p.rows.num_rows])
             committed = time.time()
             for page in pages:
                 if page.last_ns is not None:
@@ -102,7 +102,7 @@ def follow(
                     )
             result = PollResult(
                 stats.polls + 1, started, committed,
-                {p.pair: list(p.rows["bar_start"]) for p in pages if len(p.rows)},
+                {p.pair: _times(p) for p in pages if p.rows.num_rows},
                 {p.pair: p.forming["time"] for p in pages if p.forming},
                 sum(len(p.rejects) for p in pages),
             )  # fmt: skip
@@ -116,6 +116,10 @@ def follow(
             stop.wait(max(0.0, interval - (time.time() - started)))
     client.close()
     return stats
+
+
+def _times(page: Page) -> list[pd.Timestamp]:
+    return list(page.rows.column("bar_start").to_pandas())
 
 
 def _poll(client, pair, mark, price, lookback, source) -> Page:

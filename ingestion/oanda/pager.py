@@ -12,7 +12,8 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from ingestion.oanda.client import OandaClient
 from ingestion.oanda.parse import Page, parse_candles
@@ -82,13 +83,13 @@ def iter_pages(
 
 def _cut(page: Page, until_ns: int) -> bool:
     """Drop what starts at or after ``until_ns``; True when ``until`` was reached."""
-    until = pd.Timestamp(until_ns, unit="ns", tz="UTC")
-    page.rows = page.rows[page.rows["bar_start"] < until].reset_index(drop=True)
-    before = [t for t in page.complete_times if t < until_ns]
+    until = pa.scalar(until_ns // 1000, pa.timestamp("us", tz="UTC"))
+    page.rows = page.rows.filter(pc.less(page.rows.column("bar_start"), until))
+    before = page.complete_times[page.complete_times < until_ns]
     reached = len(before) < len(page.complete_times)
     if reached or (page.forming is not None and _time(page.forming) >= until_ns):
         page.forming = None
-    page.last_ns = max(before) if before else None
+    page.last_ns = int(before.max()) if len(before) else None
     return reached
 
 
