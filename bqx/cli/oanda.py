@@ -139,9 +139,7 @@ def _print_summary(summary) -> None:
 
 
 def follow_command(
-    pairs: str = typer.Option(
-        "all", "--pairs", help=PAIRS_HELP, callback=pairs_option
-    ),
+    pairs: str = typer.Option("all", "--pairs", help=PAIRS_HELP, callback=pairs_option),
     interval: float = typer.Option(2.0, "--interval", help="Seconds between polls."),
     price: str = typer.Option(
         "M", "--price", help="M (mid) or MBA (+bid/ask, spread)."
@@ -194,9 +192,7 @@ def follow_command(
 
 
 def gaps_command(
-    pairs: str = typer.Option(
-        "all", "--pairs", help=PAIRS_HELP, callback=pairs_option
-    ),
+    pairs: str = typer.Option("all", "--pairs", help=PAIRS_HELP, callback=pairs_option),
     since: str | None = typer.Option(None, "--since", help="Start (UTC)."),
     until: str | None = typer.Option(None, "--until", help="End (UTC, exclusive)."),
     repair: bool = typer.Option(False, "--repair", help="Ask the API to fill them."),
@@ -206,7 +202,10 @@ def gaps_command(
     """List missing in-session minutes per pair; --repair fetches them.
 
     Ranges the API confirms empty are recorded (raw.candle_gaps_confirmed) and
-    never asked again. Example: `bqx ingest gaps --pairs EUR_USD --repair`
+    never asked again. Minutes whose candle OANDA sent malformed (quarantined in
+    raw.candles_rejected) are listed apart, status `quarantined` with the reason;
+    --repair asks for them once more, then records them and stops asking.
+    Example: `bqx ingest gaps --pairs EUR_USD --repair`
     """
     from bqx.warehouse import open_warehouse
     from ingestion.backfill import _check_price
@@ -226,21 +225,29 @@ def gaps_command(
                 result = repair_gaps(wh, client, gaps, _check_price(price))
                 client.close()
                 left = find_gaps(wh, names, since, until)
+                missing = [g for g in left if g.status == "missing"]
+                held = sum(g.minutes for g in left if g.status != "missing")
                 console.print(
                     f"repair: {result.requests} requests, {result.filled} bars filled, "
                     f"{result.confirmed_minutes} minutes confirmed empty, "
-                    f"{result.rejected} rejected; {len(left)} gaps left"
+                    f"{result.quarantined_minutes} minutes malformed again "
+                    f"(quarantined, not asked again), {result.rejected} newly "
+                    f"rejected; {len(missing)} gaps left, {held} quarantined minutes"
                 )
     except _domain_errors() as exc:
         raise _fail(exc) from None
 
 
 def _print_gaps(gaps, report, show: int) -> None:
-    table = Table("pair", "length", "gaps", "minutes", title="gaps by pair and length")
+    table = Table(
+        "pair", "status", "length", "gaps", "minutes", title="gaps by pair and length"
+    )
     for r in report.itertuples(index=False):
-        table.add_row(r.pair, r.length, str(r.gaps), str(r.minutes))
+        table.add_row(r.pair, r.status, r.length, str(r.gaps), str(r.minutes))
     console.print(table)
-    longest = sorted(gaps, key=lambda g: -g.minutes)[:show]
+    missing = [g for g in gaps if g.status == "missing"]
+    held = [g for g in gaps if g.status != "missing"]
+    longest = sorted(missing, key=lambda g: -g.minutes)[:show]
     if longest:
         top = Table("pair", "from (UTC)", "to (UTC)", "minutes", title="longest gaps")
         for g in longest:
@@ -251,7 +258,25 @@ def _print_gaps(gaps, report, show: int) -> None:
                 str(g.minutes),
             )
         console.print(top)
-    console.print(f"{len(gaps)} gaps, {sum(g.minutes for g in gaps)} missing minutes")
+    if held:
+        bad = Table(
+            "pair", "from (UTC)", "minutes", "rechecked", "reason",
+            title="quarantined minutes (malformed candles, raw.candles_rejected)",
+        )  # fmt: skip
+        for g in held[:show]:
+            bad.add_row(
+                g.pair,
+                f"{g.start:%Y-%m-%d %H:%M}",
+                str(g.minutes),
+                "yes" if g.rechecked else "no",
+                g.reason or "",
+            )
+        console.print(bad)
+    console.print(
+        f"{len(missing)} gaps, {sum(g.minutes for g in missing)} missing minutes; "
+        f"{sum(g.minutes for g in held)} quarantined minutes "
+        f"({sum(g.minutes for g in held if not g.rechecked)} to recheck)"
+    )
 
 
 def fake_serve_command(

@@ -120,3 +120,62 @@ def test_gap_runs_group_consecutive_minutes(duck_settings):
         Gap("EUR_USD", idx[0], idx[1] + pd.Timedelta(minutes=1)),
         Gap("EUR_USD", idx[2], idx[2] + pd.Timedelta(minutes=1)),
     ]
+
+
+def test_quarantined_minutes_listed_apart_and_rechecked_once(
+    any_settings, fake, aim, stored_bars, expected_bars
+):
+    from ingestion.gaps import QUARANTINED
+    from ingestion.oanda.client import RetryPolicy
+    from ingestion.oanda.ratelimit import RateLimiter
+
+    settings = aim(any_settings, fake)
+    bad = {
+        pd.Timestamp("2024-01-04 01:00", tz="UTC"): ("non_numeric", "non-numeric"),
+        pd.Timestamp("2024-01-04 01:01", tz="UTC"): ("high_lt_low", "high"),
+    }
+    for t, (kind, _) in bad.items():
+        fake.corrupt("EUR_USD", t, kind)
+    fake.faults.add("wrong_instrument", pair="EUR_USD", after=1, times=1)
+    client = OandaClient(settings, RateLimiter(500.0), timeout=2.0,
+                         retry=RetryPolicy(4, 0.01, 0.05, 0.01))  # fmt: skip
+    backfill(settings, ["EUR_USD"], "2024-01-04", page_size=1000, client=client)
+    with open_warehouse(settings) as wh:
+        gaps = find_gaps(wh, ["EUR_USD"])
+        held = [g for g in gaps if g.status == QUARANTINED]
+        # the transient wrong-instrument page: 1000 minutes, one reason
+        assert sum(g.minutes for g in held) == 1000 + 2
+        assert not any(g.rechecked for g in held)
+        assert {g.start for g in held if g.minutes == 1} >= set(bad)
+        for t, (_, words) in bad.items():
+            (g,) = [g for g in held if g.start == t]
+            assert words in g.reason and g.end == t + pd.Timedelta(minutes=1)
+        wrong = [g for g in held if "instrument" in (g.reason or "")]
+        assert sum(g.minutes for g in wrong) == 1000
+        missing = [g for g in gaps if g.status != QUARANTINED]
+        held_minutes = {
+            m for g in held for m in pd.date_range(g.start, g.end, freq="min")[:-1]
+        }
+        assert not any(g.start in held_minutes for g in missing)
+        report = gap_report(gaps)
+        assert report[report["status"] == QUARANTINED]["minutes"].sum() == 1002
+
+        fake.faults.clear()
+        result = repair_gaps(wh, client, gaps)
+        assert result.filled == 1000  # asked again: valid now
+        assert result.quarantined_minutes == 2  # malformed again: recorded
+        left = find_gaps(wh, ["EUR_USD"])
+        assert [(g.start, g.status, g.rechecked) for g in left] == [
+            (t, QUARANTINED, True) for t in sorted(bad)
+        ]
+        assert all(words in g.reason for g, (_, words) in zip(left, bad.values()))
+        before = fake.requests
+        again = repair_gaps(wh, client, left)
+        assert again.requests == 0 and again.skipped == 2
+        assert fake.requests == before
+    client.close()
+    keys = {("EUR_USD", t) for t in bad}
+    assert stored_bars(settings) == [
+        b for b in expected_bars(fake, ["EUR_USD"])
+        if (b[0], b[1]) not in keys and b[1] >= pd.Timestamp("2024-01-04", tz="UTC")
+    ]  # fmt: skip
