@@ -174,7 +174,7 @@ def test_s3_deployment_serves_the_same_frames(tmp_path, moto_s3):
     local = make_settings(tmp_path / "local", pairs=",".join(PAIRS))
     _load_and_build(local)
     features.publish(local)
-    mart = pd.read_parquet(local.marts_dir / "features_bqx.parquet")
+    mart = pd.read_parquet(local.marts_dir / "features_bqx")
     entity = mart[["pair", "event_timestamp"]].sample(500, random_state=2)
     a = features.training_frame(PAIRS, None, None, settings=local, entity_df=entity)
     expected_online = _expected_online(local)
@@ -190,11 +190,109 @@ def test_s3_deployment_serves_the_same_frames(tmp_path, moto_s3):
     boto3.client("s3", endpoint_url=moto_s3).create_bucket(Bucket="bqx-test")
     features.publish(s3)
     keys = boto3.client("s3", endpoint_url=moto_s3).list_objects_v2(Bucket="bqx-test")
-    assert len([k["Key"] for k in keys["Contents"]]) == 10
+    uploaded = [k["Key"] for k in keys["Contents"]]  # marts/<mart>/<day>.parquet
+    assert len({k.rsplit("/", 1)[0] for k in uploaded}) == 10
+    assert len(uploaded) == len(list(local.marts_dir.glob("*/*.parquet")))
     b = features.training_frame(PAIRS, None, None, settings=s3, entity_df=entity)
     pd.testing.assert_frame_equal(a, b)
     assert b["bqx_45"].notna().sum() > 400
     redis_free = features.online_values(s3)  # SQLite online store of the s3 deployment
     _assert_online_equals(redis_free, expected_online)
     fs = features.store(s3)
-    assert fs.get_data_source("bqx_source").path == "s3://bqx-test/marts/features_bqx.parquet"
+    assert fs.get_data_source("bqx_source").path == "s3://bqx-test/marts/features_bqx"
+
+
+class PrivateRedis:
+    """A redis-server of this test alone on a free port, no persistence: stopping
+    it loses everything, as a restarted cache without a snapshot does. The shared
+    Redis on 6379 is never touched."""
+
+    def __init__(self, workdir) -> None:
+        self.port = free_port()
+        self.workdir = workdir
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        import redis
+
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+             "--save", "", "--appendonly", "no", "--daemonize", "no",
+             "--dir", str(self.workdir)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        client = redis.Redis(port=self.port, socket_timeout=1)
+        deadline = time.time() + 20
+        while True:
+            try:
+                client.ping()
+                return
+            except redis.ConnectionError:
+                assert self.proc.poll() is None, "redis-server exited"
+                assert time.time() < deadline, "redis-server did not start"
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()  # SIGKILL: gone at once, nothing saved
+            self.proc.wait(timeout=10)
+
+
+@pytest.fixture
+def private_redis(tmp_path):
+    server = PrivateRedis(tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_redis_stopped_fails_fast_and_a_publish_restores_it(
+    prod, private_redis, monkeypatch
+):
+    """A real Redis server stopped: reads and ``bqx doctor`` fail within 1 s naming
+    Redis and its address; restarted empty, a plain publish restores every value."""
+    from typer.testing import CliRunner
+
+    from bqx.cli.main import app
+    from bqx.doctor import failed, run_checks
+    from bqx.settings import get_settings
+
+    port = private_redis.port
+    settings = prod.model_copy(update={"redis_port": port, "redis_db": 0})
+    features.push_latest(settings)  # fill the new Redis (the fast path)
+    before = features.online_values(settings)
+    _assert_online_equals(before, _expected_online(settings))
+
+    private_redis.stop()
+    where = rf"Redis at 127\.0\.0\.1:{port} is unreachable"
+    for call in (features.online_values, features.push_latest, features.publish):
+        t0 = time.perf_counter()
+        with pytest.raises(FeaturesError, match=where):
+            call(settings)
+        assert time.perf_counter() - t0 < 1.0, call.__name__
+    t0 = time.perf_counter()
+    checks = run_checks(settings)
+    assert time.perf_counter() - t0 < 1.0
+    assert [c.component for c in failed(checks)] == ["redis"]
+    redis_check = next(c for c in checks if c.component == "redis")
+    assert redis_check.target == f"redis://127.0.0.1:{port}/0"
+    assert f"Redis at 127.0.0.1:{port} is unreachable" in redis_check.hint
+    assert redis_check.latency_ms < 1000
+    monkeypatch.chdir(settings.data_dir)  # no stray .env
+    env = {**settings.as_env(), "COLUMNS": "250"}
+    get_settings.cache_clear()
+    t0 = time.perf_counter()
+    result = CliRunner().invoke(app, ["doctor"], env=env)
+    assert time.perf_counter() - t0 < 1.0
+    assert result.exit_code == 1
+    assert f"Redis at 127.0.0.1:{port} is unreachable" in result.output
+    assert "required check(s) failed: redis" in str(result.exception)
+
+    private_redis.start()  # the same port, empty
+    assert features.online_store_empty(settings)
+    features.publish(settings)  # a plain publish sees the empty store
+    after = features.online_values(settings)
+    assert not features.online_store_empty(settings)
+    pd.testing.assert_frame_equal(
+        before.drop(columns=["age_minutes"]), after.drop(columns=["age_minutes"])
+    )
