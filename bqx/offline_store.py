@@ -380,6 +380,7 @@ def _pg_connect(config: RepoConfig):
     return psycopg.connect(
         host=c.host, port=c.port, dbname=c.database, user=c.user,
         password=c.password or None, sslmode=c.sslmode or "prefer",
+        sslrootcert=c.sslrootcert_path or None,  # the CA file of verify-full
         autocommit=True, connect_timeout=10,
     )  # fmt: skip
 
