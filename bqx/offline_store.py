@@ -371,6 +371,9 @@ class BqxPostgresOfflineStoreConfig(PostgreSQLOfflineStoreConfig):
     type: Literal["bqx.offline_store.BqxPostgresOfflineStore"] = (  # type: ignore[assignment]
         "bqx.offline_store.BqxPostgresOfflineStore"
     )
+    #: Views joined at the same time, each on its own connection (PostgreSQL runs
+    #: one query on one core; the views are independent).
+    parallelism: int = 4
 
 
 def _pg_connect(config: RepoConfig):
@@ -427,40 +430,55 @@ class BqxPostgresOfflineStore(PostgreSQLOfflineStore):
         plans = _plan(
             feature_views, feature_refs, full_feature_names, set(entity.column_names)
         )
-        temp = f"bqx_entity_{uuid.uuid4().hex[:12]}"
+        # a plain UNLOGGED table, not a temp one: every view's query runs on its
+        # own connection; dropped when the job is done
+        schema = _q(config.offline_store.db_schema or "public")
+        temp = f"{schema}.bqx_entity_{uuid.uuid4().hex[:12]}"
         queries = [_pg_view_sql(p, ts_col, temp) for p in plans]
         sql = ";\n".join(queries)
+        workers = max(1, min(config.offline_store.parallelism, len(plans)))
+
+        def join_view(plan: ViewPlan, query: str) -> pa.Table:
+            data = io.BytesIO()
+            with _pg_connect(config) as conn, conn.cursor() as cur:
+                cur.execute("set timezone = 'UTC'")
+                with cur.copy(
+                    f"copy ({query}) to stdout with (format csv, header true)"
+                ) as copy:
+                    for chunk in copy:
+                        data.write(chunk)
+            types = {
+                o: _feast_arrow_type(
+                    next(f for f in plan.view.features if f.name == n).dtype
+                )
+                for o, n in zip(plan.outputs, plan.features)
+            }
+            return _read_pg_csv(data.getvalue(), types)
 
         def compute() -> pa.Table:
+            from concurrent.futures import ThreadPoolExecutor
+
             buf = io.BytesIO()
             pa_csv.write_csv(entity, buf)
             cols = ", ".join(f"{_q(f.name)} {_pg_type(f.type)}" for f in entity.schema)
             out = entity.drop_columns([ROW_ID])
             with _pg_connect(config) as conn, conn.cursor() as cur:
                 cur.execute("set timezone = 'UTC'")
-                cur.execute(f"create temp table {temp} ({cols})")
-                with cur.copy(
-                    f"copy {temp} from stdin with (format csv, header true)"
-                ) as copy:
-                    copy.write(buf.getvalue())
-                cur.execute(f"analyze {temp}")
-                # one query per view; its columns join the frame in entity order
-                for plan, query in zip(plans, queries):
-                    data = io.BytesIO()
+                cur.execute(f"create unlogged table {temp} ({cols})")
+                try:
                     with cur.copy(
-                        f"copy ({query}) to stdout with (format csv, header true)"
+                        f"copy {temp} from stdin with (format csv, header true)"
                     ) as copy:
-                        for chunk in copy:
-                            data.write(chunk)
-                    types = {
-                        o: _feast_arrow_type(
-                            next(f for f in plan.view.features if f.name == n).dtype
-                        )
-                        for o, n in zip(plan.outputs, plan.features)
-                    }
-                    part = _read_pg_csv(data.getvalue(), types)
-                    for name in plan.outputs:
-                        out = out.append_column(name, part.column(name))
+                        copy.write(buf.getvalue())
+                    cur.execute(f"analyze {temp}")
+                    # views run concurrently; their columns join in plan order
+                    with ThreadPoolExecutor(workers, "bqx-pit") as pool:
+                        parts = list(pool.map(join_view, plans, queries))
+                finally:
+                    cur.execute(f"drop table if exists {temp}")
+            for plan, part in zip(plans, parts):
+                for name in plan.outputs:
+                    out = out.append_column(name, part.column(name))
             return out
 
         return BqxRetrievalJob(compute, full_feature_names, sql)
