@@ -9,7 +9,8 @@ A failed *required* check makes :func:`failed` true (the CLI then exits 1).
 * redis (production): ``PING`` with a 0.5 s timeout and no retries;
 * feast registry: the registry file (local, s3), or the SQL registry (production)
   reached with Feast's own connection settings (``bqx.features.feast_config``);
-* s3 (deployment s3): ``head_bucket`` of ``BQX_S3_BUCKET``;
+* s3: ``head_bucket`` of ``BQX_S3_BUCKET`` (required on deployment s3, optional
+  elsewhere when ``BQX_S3_ENDPOINT_URL`` is set);
 * oanda (when a token is set): ``GET /v3/accounts`` with the token against the
   configured environment (the candles endpoint where ``/v3/accounts`` is not served).
 """
@@ -194,10 +195,13 @@ def _sql_registry(settings: Settings) -> Check:
 
 
 def check_s3(settings: Settings) -> Check:
-    """The bucket answers ``head_bucket`` (deployment s3)."""
+    """The bucket answers ``head_bucket``: required on deployment s3; elsewhere
+    checked, not required, when an endpoint is configured (the laptop copy's MinIO,
+    where training runs may go with ``--storage s3://...``)."""
     endpoint = settings.s3_endpoint_url
     target = f"s3://{settings.s3_bucket}" + (f" at {endpoint}" if endpoint else "")
-    if settings.deployment != "s3":
+    required = settings.deployment == "s3"
+    if not required and not endpoint:
         return Check("s3", target, "skip", hint="not used by this deployment",
                      required=False)  # fmt: skip
 
@@ -220,7 +224,9 @@ def check_s3(settings: Settings) -> Check:
         "check BQX_S3_BUCKET/BQX_S3_ENDPOINT_URL and the AWS_* credentials "
         "(`docker compose up -d minio minio-init` creates the bucket)"
     )
-    return _run("s3", target, probe, hint, True)
+    if not required:
+        hint += "; optional on this deployment"
+    return _run("s3", target, probe, hint, required)
 
 
 def oanda_api_url(settings: Settings) -> str:

@@ -129,9 +129,15 @@ def test_s3_bucket_checked(duck_settings, moto_server):
     )
     missing = check_s3(s3)
     assert missing.status == "fail" and "BQX_S3_BUCKET" in missing.hint
+    assert failed([missing]) == [missing]
+    # another deployment with an endpoint set (the laptop's MinIO): checked, optional
+    elsewhere = check_s3(s3.model_copy(update={"deployment": "local"}))
+    assert elsewhere.status == "fail" and "optional" in elsewhere.hint
+    assert not failed([elsewhere])
     boto3.client("s3", endpoint_url=moto_server).create_bucket(Bucket="bqx-ops")
     found = check_s3(s3)
     assert found.status == "ok" and found.target == f"s3://bqx-ops at {moto_server}"
+    assert check_s3(s3.model_copy(update={"deployment": "local"})).status == "ok"
 
 
 def test_local_registry_file(duck_settings):
