@@ -43,7 +43,9 @@ def features_build(
 @recorded("features publish")
 def features_publish(
     full: bool = typer.Option(
-        False, "--full", help="Re-materialize all history (repairs a flushed store)."
+        False,
+        "--full",
+        help="Re-materialize all history (automatic when the online store is empty).",
     ),
 ) -> None:
     """`feast apply` then materialize the newest rows into the online store."""
