@@ -7,7 +7,12 @@ seconds for ``--seconds`` seconds. A candle's latency is the commit time of the
 poll that stored it minus the real time at which the fake's clock passed the
 candle's end. The default speed (x37: a minute every 1.62 s) makes completions
 fall at every phase of the poll cycle.
-Usage: ``python benchmarks/bench_follow.py [--pairs all] [--seconds 60]``.
+
+Two modes: ``poll`` (every ``--interval`` s) and ``stream`` (``follow --stream``:
+fetch when the pricing stream announces a new minute; a full poll only after
+``--fallback`` s without one). Requests per candle are printed too.
+Usage: ``python benchmarks/bench_follow.py [--pairs all] [--seconds 60]
+[--modes poll,stream]``.
 """
 
 from __future__ import annotations
@@ -35,10 +40,11 @@ from ingestion.oanda.market import FakeMarket
 from ingestion.oanda.timefmt import to_ns
 
 
-def run(kind: str, fake: FakeOanda, pairs, args, db: str, tmp: Path) -> None:
+def run(kind: str, fake: FakeOanda, pairs, args, db: str, tmp: Path, mode: str) -> None:
     settings = Settings(
         _env_file=None, data_dir=tmp / kind, warehouse=kind, pg_database=db,
         oanda_env="custom", oanda_url=fake.url, oanda_token=SecretStr(fake.token),
+        oanda_account=fake.account,
     )  # fmt: skip
     start = to_ns("2024-01-10 12:00") / 1e9
     fake.clock.set(start, speed=args.speed)
@@ -54,19 +60,31 @@ def run(kind: str, fake: FakeOanda, pairs, args, db: str, tmp: Path) -> None:
 
     stop = threading.Event()
     threading.Timer(args.seconds, stop.set).start()
-    stats = follow(settings, pairs, interval=args.interval, lookback=60, stop=stop,
-                   on_poll=on_poll)  # fmt: skip
+    stream = mode == "stream"
+    requests = fake.requests
+    stats = follow(
+        settings, pairs, interval=args.fallback if stream else args.interval,
+        lookback=60, stop=stop, on_poll=on_poll, stream=stream,
+    )  # fmt: skip
+    requests = fake.requests - requests
     lat = np.array(latencies)
+    name = f"follow {kind} {mode}"
     if not len(lat):
-        print(f"follow {kind}: no samples")
+        print(f"{name}: no samples")
         return
-    context = (
-        f"{len(lat)} candles of {len(pairs)} pairs, {stats.polls} polls every "
-        f"{args.interval} s, fake clock x{args.speed}"
+    how = (
+        f"stream-cued, fallback poll after {args.fallback} s"
+        if stream
+        else f"every {args.interval} s"
     )
-    figure(f"follow {kind} latency p50", float(np.percentile(lat, 50)), "s", context)
-    figure(f"follow {kind} latency p99", float(np.percentile(lat, 99)), "s", context)
-    figure(f"follow {kind} latency max", float(lat.max()), "s", context)
+    context = (
+        f"{len(lat)} candles of {len(pairs)} pairs, {stats.polls} polls {how}, "
+        f"{requests} requests, fake clock x{args.speed}"
+    )
+    figure(f"{name} latency p50", float(np.percentile(lat, 50)), "s", context)
+    figure(f"{name} latency p99", float(np.percentile(lat, 99)), "s", context)
+    figure(f"{name} latency max", float(lat.max()), "s", context)
+    figure(f"{name} requests per candle", requests / len(lat), "", context)
 
 
 def main() -> None:
@@ -76,6 +94,8 @@ def main() -> None:
     ap.add_argument("--speed", type=float, default=37.0)
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--engines", default="postgres,duckdb")
+    ap.add_argument("--modes", default="poll,stream")
+    ap.add_argument("--fallback", type=float, default=30.0)
     args = ap.parse_args()
     pairs = list(UNIVERSE_28) if args.pairs == "all" else args.pairs.split(",")
     market = FakeMarket.from_simulator(pairs, "2024-01-09", "2024-01-11")
@@ -85,10 +105,11 @@ def main() -> None:
     try:
         with FakeOanda(market) as fake, tempfile.TemporaryDirectory() as tmp:
             for kind in args.engines.split(","):
-                close_pools()  # the warehouse keeps a pool per DSN
-                admin.execute(f'drop database if exists "{db}" with (force)')
-                admin.execute(f'create database "{db}"')
-                run(kind, fake, pairs, args, db, Path(tmp))
+                for mode in args.modes.split(","):
+                    close_pools()  # the warehouse keeps a pool per DSN
+                    admin.execute(f'drop database if exists "{db}" with (force)')
+                    admin.execute(f'create database "{db}"')
+                    run(kind, fake, pairs, args, db, Path(tmp) / mode, mode)
     finally:
         admin.execute(f'drop database if exists "{db}" with (force)')
         admin.close()

@@ -140,7 +140,19 @@ def _print_summary(summary) -> None:
 
 def follow_command(
     pairs: str = typer.Option("all", "--pairs", help=PAIRS_HELP, callback=pairs_option),
-    interval: float = typer.Option(2.0, "--interval", help="Seconds between polls."),
+    interval: float | None = typer.Option(
+        None,
+        "--interval",
+        help="Seconds between polls (default 2); with --stream the longest wait "
+        "for a new minute to be announced before a full poll anyway (default 30).",
+    ),
+    stream: bool = typer.Option(
+        True,
+        "--stream/--poll",
+        help="--stream (default): read OANDA's pricing stream and fetch a pair's "
+        "candles as soon as its new minute starts (needs BQX_OANDA_ACCOUNT); "
+        "--poll: poll every --interval seconds.",
+    ),
     price: str = typer.Option(
         "M", "--price", help="M (mid) or MBA (+bid/ask, spread)."
     ),
@@ -149,10 +161,14 @@ def follow_command(
     ),
     max_polls: int | None = typer.Option(None, "--max-polls", help="Stop after N."),
 ) -> None:
-    """Poll OANDA and append newly completed M1 candles (and raw.candles_m5).
+    """Append newly completed M1 candles from OANDA (and raw.candles_m5).
 
-    Stops cleanly on Ctrl-C or SIGTERM, between polls. Example:
-    `bqx ingest follow --pairs EUR_USD,USD_JPY --interval 1`
+    By default the pricing stream announces each pair's new minute and its
+    candles are fetched at once (lower latency, fewer requests than polling);
+    --poll polls every --interval seconds instead. Stops cleanly on Ctrl-C or
+    SIGTERM, between fetches. Examples:
+    `bqx ingest follow --pairs all --interval 30` (stream; a full poll after
+    30 s without news); `bqx ingest follow --pairs EUR_USD --poll --interval 1`
     """
     from ingestion.backfill import _check_price
     from ingestion.follow import follow
@@ -171,6 +187,8 @@ def follow_command(
     try:
         settings = load_settings()
         names = _pairs(settings, pairs)
+        if interval is None:
+            interval = 30.0 if stream else 2.0
         stats = follow(
             settings,
             names,
@@ -180,6 +198,7 @@ def follow_command(
             stop=stop,
             max_polls=max_polls,
             on_poll=on_poll,
+            stream=stream,
         )
     except _domain_errors() as exc:
         raise _fail(exc) from None

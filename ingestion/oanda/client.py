@@ -14,13 +14,14 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import requests
 from oandapyV20 import API
 from oandapyV20 import oandapyV20 as v20_module
 from oandapyV20.endpoints.instruments import InstrumentsCandles
-from oandapyV20.endpoints.pricing import PricingInfo
+from oandapyV20.endpoints.pricing import PricingInfo, PricingStream
 from oandapyV20.exceptions import V20Error
 from tenacity import (
     RetryCallState,
@@ -183,6 +184,40 @@ class OandaClient:
             lambda: PricingInfo(self.account, params=params),
             "pricing " + ",".join(pairs),
         )
+
+    def price_stream(self, pairs: list[str]) -> Iterator[dict]:
+        """``GET /v3/accounts/{account}/pricing/stream``: its messages, one by one.
+
+        One keep-alive session of its own (closed when the iterator is); the
+        client timeout bounds the wait for each line (OANDA sends a HEARTBEAT
+        every 5 s). Not retried here: the caller reconnects.
+
+        Raises:
+            OandaRequestError: the stream was refused (e.g. 400, 401).
+        """
+        if not self.account:
+            raise OandaConfigError("no OANDA account: set BQX_OANDA_ACCOUNT")
+        api = API(
+            access_token=self._token,
+            environment=self.environment,
+            headers={"Accept-Datetime-Format": "UNIX"},
+            request_params={"timeout": self.timeout},
+        )
+        endpoint = PricingStream(self.account, params={"instruments": ",".join(pairs)})
+        self.limiter.acquire()
+        with self._lock:
+            self.requests += 1
+        try:
+            yield from api.request(endpoint)
+        except V20Error as exc:
+            status, detail = describe(exc)
+            raise OandaRequestError(
+                f"pricing stream {','.join(pairs)}: refused (HTTP {status}, {detail})",
+                status,
+                detail,
+            ) from exc
+        finally:
+            api.close()
 
     def _call(self, make_endpoint, what: str) -> dict:
         last: list[BaseException] = []

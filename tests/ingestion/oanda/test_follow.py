@@ -133,3 +133,40 @@ def test_follow_stops_cleanly_on_sigterm(duck_settings, fake, aim):
     assert int(ahead["n"][0]) == 0
     assert set(bars["pair"]) == set(PAIRS)
     assert int(m5["n"][0]) == int(bars["n"].sum())  # every M1 bar is in a 5-min bar
+
+
+def test_follow_stream_fetches_as_each_minute_starts(
+    duck_settings, fake, aim, stored_bars, expected_bars
+):
+    """With --stream, new candles arrive on the pricing stream's cue: the fallback
+    poll interval (60 s) is never reached, yet every new minute is stored."""
+    import threading
+
+    settings = aim(duck_settings, fake)
+    fake.clock.set(T0, speed=60.0)  # a fake minute per second
+    backfill(settings, PAIRS, FROM)
+    stop = threading.Event()
+    guard = threading.Timer(40, stop.set)
+    guard.start()
+    polls = []
+
+    def on_poll(result):
+        polls.append(result)
+        if sum(len(v) for r in polls[1:] for v in r.new_bars.values()) >= 3 * 3:
+            stop.set()
+
+    began = time.time()
+    stats = follow(settings, PAIRS, interval=60, stop=stop, stream=True,
+                   on_poll=on_poll)  # fmt: skip
+    guard.cancel()
+    assert time.time() - began < 30 and stats.polls >= 3
+    assert sum(len(v) for r in polls[1:] for v in r.new_bars.values()) >= 9
+    for r in polls[1:]:  # each stream-cued poll found its candle complete
+        for times in r.new_bars.values():
+            for t in times:
+                done = fake.clock.wall_time_of(t.value / 1e9 + 60)
+                assert r.committed_at - done < 5.0
+    stored = stored_bars(settings)
+    last = max(b[1] for b in stored)
+    fake.clock.set(fake.clock.now())
+    assert stored == [b for b in expected_bars(fake) if FROM <= b[1] <= last]
