@@ -67,7 +67,8 @@ def _fit(config: dict) -> dict:
     ds = tft.datasets(config["rows"], fold_from_dict(config["fold"]), config["spec"])
     model = tft.build(ds["train"], {})
     loader = tft.loader(ds["train"], config["batch_size"], True)
-    trainer = lightning_trainer(config["epochs"], ray=config["ray"])
+    trainer = lightning_trainer(config["epochs"], ray=config["ray"],
+                                accelerator="gpu" if config["gpu"] else "cpu")
     t0 = time.perf_counter()
     trainer.fit(model, loader)
     seconds = time.perf_counter() - t0
@@ -96,7 +97,7 @@ def throughput(args) -> None:
     exp, fold, rows, spec = _sim_rows(args.pairs, args.days)
     config = {"rows": rows, "fold": fold_to_dict(fold), "spec": spec,
               "epochs": args.epochs, "batch_size": args.batch_size,
-              "threads": args.threads, "ray": False}
+              "threads": args.threads, "ray": False, "gpu": args.gpu}
     device = "GPU" if args.gpu else "CPU"
     print(f"TFT, {args.pairs} pairs x {args.days} days of 5-min rows, "
           f"{len(rows)} rows, {args.epochs} epochs, batch {args.batch_size}, {device}")
