@@ -16,6 +16,7 @@ rebuilt from code (:mod:`expectations.rules`) on every run, so git holds them.
 from __future__ import annotations
 
 import logging
+import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +25,14 @@ from typing import TYPE_CHECKING, Any, Literal
 import pandas as pd
 
 from bqx.settings import Settings
-from expectations.rules import GateConfig, Rule, feature_rules, raw_rules
+from expectations.rules import (
+    BARS_MODEL,
+    GateConfig,
+    Rule,
+    Scope,
+    feature_rules,
+    raw_rules,
+)
 
 if TYPE_CHECKING:
     from great_expectations.data_context import AbstractDataContext
@@ -141,14 +149,22 @@ def _since(since: Any) -> pd.Timestamp | None:
     return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 
 
+def _ts(at: pd.Timestamp) -> str:
+    return f"cast('{at.isoformat()}' as timestamp with time zone)"
+
+
 def _batch_query(table: str, time_column: str, since: pd.Timestamp | None) -> str:
     query = f"select * from {table}"
     if since is not None:
-        query += (
-            f" where {time_column} >= cast('{since.isoformat()}' "
-            "as timestamp with time zone)"
-        )
+        query += f" where {time_column} >= {_ts(since)}"
     return query
+
+
+def _batch_text(rule: Rule, query: str) -> str:
+    """``{batch}`` as GX substitutes it: a rule that joins aliases it itself."""
+    if re.search(r"\bjoin\b", rule.sql, re.IGNORECASE):
+        return f"({query})"
+    return f"({query}) as batch"
 
 
 def _connection_string(settings: Settings) -> str:
@@ -215,7 +231,12 @@ def _context(settings: Settings) -> AbstractDataContext:
 
 
 def _suite_plan(
-    settings: Settings, target: Target, cfg: GateConfig, tables: dict[str, str] | None
+    settings: Settings,
+    target: Target,
+    cfg: GateConfig,
+    tables: dict[str, str] | None,
+    since: pd.Timestamp | None = None,
+    suites: list[str] | None = None,
 ) -> list[tuple[str, str, str, list[Rule]]]:
     """``(suite, table, time column, rules)`` for each suite of the target."""
     from bqx.warehouse import open_warehouse
@@ -234,15 +255,32 @@ def _suite_plan(
         if target != "features":
             raise GateError(f"unknown target {target!r}: use raw or features")
         marts = _columns_by_table(wh, MARTS_SCHEMA)
+        if suites is not None:
+            unknown = sorted(set(suites) - set(marts))
+            if unknown:
+                raise GateError(
+                    f"no mart {', '.join(unknown)} in schema {MARTS_SCHEMA} on "
+                    f"{settings.warehouse}"
+                )
+            marts = {m: c for m, c in marts.items() if m in suites}
         if not marts:
             raise GateError(
                 f"no tables in schema {MARTS_SCHEMA} on {settings.warehouse}: "
                 "run bqx features build first"
             )
+        schema, _, name = BARS_MODEL.partition(".")
+        if _columns(wh, schema, name) == {}:
+            raise GateError(
+                f"table {BARS_MODEL} (the numbered bars the marts are built from) "
+                f"does not exist on {settings.warehouse}: run bqx features build"
+            )
+        # the batch is event_timestamp >= since, i.e. bar starts from since - 1 min
+        bar_since = None if since is None else _ts(since - pd.Timedelta(minutes=1))
         plan = []
         for mart, columns in sorted(marts.items()):
             table = (tables or {}).get(mart, f"{MARTS_SCHEMA}.{mart}")
-            rules = feature_rules(mart, columns, cfg)
+            scope = Scope(table=table, bar_since=bar_since)
+            rules = feature_rules(mart, columns, cfg, scope)
             # event_timestamp: what Feast's incremental materialization filters on
             plan.append((mart, table, "event_timestamp", rules))
         return plan
@@ -279,7 +317,7 @@ def _run_gx(
     The definitions run one by one under one run id (no Checkpoint: a stored
     checkpoint that names a suite gone from the warehouse could not be loaded).
     """
-    from datetime import datetime, timezone
+    from datetime import UTC, datetime
 
     import great_expectations as gx
     import great_expectations.expectations as gxe
@@ -325,9 +363,7 @@ def _run_gx(
                     gx.ValidationDefinition(name=suite_name, data=batch, suite=suite)
                 )
             )
-        run_id = RunIdentifier(
-            run_name=f"bqx_{target}", run_time=datetime.now(timezone.utc)
-        )
+        run_id = RunIdentifier(run_name=f"bqx_{target}", run_time=datetime.now(UTC))
         runs = [
             d.run(result_format={"result_format": "COMPLETE"}, run_id=run_id)
             for d in definitions
@@ -391,9 +427,7 @@ def _record_failures(
     """Write the keys of every failing row to ``quality.failures`` (upsert)."""
     from bqx.warehouse import open_warehouse
 
-    failed = {
-        (o.suite, o.expectation) for o in outcomes if not (o.success or o.error)
-    }
+    failed = {(o.suite, o.expectation) for o in outcomes if not (o.success or o.error)}
     wh = open_warehouse(settings)
     try:
         wh.execute(_FAILURES_DDL)
@@ -401,14 +435,18 @@ def _record_failures(
             return 0
         before = _count_failures(wh)
         for suite, table, time_column, rules in plan:
-            batch = f"({_batch_query(table, time_column, since)}) as batch"
+            query = _batch_query(table, time_column, since)
             for rule in rules:
                 if (suite, rule.name) not in failed:
                     continue
-                detail = " || ' ' || ".join(
-                    f"'{v}=' || coalesce(cast({v} as varchar), 'null')"
-                    for v in rule.values
-                ) or "''"
+                batch = _batch_text(rule, query)
+                detail = (
+                    " || ' ' || ".join(
+                        f"'{v}=' || coalesce(cast({v} as varchar), 'null')"
+                        for v in rule.values
+                    )
+                    or "''"
+                )
                 wh.execute(
                     "insert into quality.failures "
                     "(suite, expectation, severity, pair, bar_time, detail) "
@@ -437,6 +475,7 @@ def validate(
     since: Any = None,
     config: GateConfig | None = None,
     tables: dict[str, str] | None = None,
+    suites: list[str] | None = None,
 ) -> GateReport:
     """Run the suites of ``target`` (``raw`` or ``features``) on the warehouse.
 
@@ -449,6 +488,7 @@ def validate(
         config: rule thresholds (default :class:`GateConfig`).
         tables: validate another table under a suite's rules, ``{suite: table}``
             (e.g. a corrupted copy).
+        suites: run only these feature suites (marts); ``None``: all.
 
     Returns:
         The report; ``report.passed`` is False when a critical rule failed. The
@@ -460,7 +500,7 @@ def validate(
     """
     cfg = config or GateConfig()
     start = _since(since)
-    plan = _suite_plan(settings, target, cfg, tables)
+    plan = _suite_plan(settings, target, cfg, tables, start, suites)
     outcomes = _run_gx(settings, target, plan, start)
     written = _record_failures(settings, plan, outcomes, start)
     return GateReport(target, start, outcomes, written)

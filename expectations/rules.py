@@ -13,6 +13,7 @@ The SQL is the common subset of DuckDB and PostgreSQL (``at time zone``,
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -37,6 +38,12 @@ class GateConfig:
             impossible for a major pair in one minute: critical.
         tri_err_bound_bp: ``|tri_err_mean|`` above this (basis points) flags the bar.
         tolerance: slack of the [-1, 1] and [0, 1] bounds of ``corr`` and ``reg_r2``.
+        ingest_clock_skew_seconds: slack of the stored-before-complete rule (a
+            candle ingested before ``bar_start + 1 minute - skew`` cannot have been
+            complete); 0 trusts the ingesting host's clock.
+        lookback_bars: own bars of each pair read before ``--since`` by the rules
+            that need history (window sums, common timestamps, earlier values);
+            at least the longest window of the contract (2880).
     """
 
     closed_tolerance_minutes: int = 5
@@ -47,6 +54,8 @@ class GateConfig:
     max_bar_move_pct: float = 10.0
     tri_err_bound_bp: float = 50.0
     tolerance: float = 1e-9
+    ingest_clock_skew_seconds: int = 0
+    lookback_bars: int = 2880
 
 
 @dataclass(frozen=True)
@@ -79,6 +88,7 @@ def _f(column: str) -> str:
 def raw_rules(cfg: GateConfig) -> list[Rule]:
     """The rules of the ``raw_candles`` suite (table ``raw.candles_m1``)."""
     tol = cfg.closed_tolerance_minutes
+    skew = int(cfg.ingest_clock_skew_seconds)
     ordered = (
         "with b as (select pair, bar_start, open, high, low, close, volume, "
         "lag(bar_start) over (partition by pair order by bar_start) as prev_start, "
@@ -160,6 +170,19 @@ def raw_rules(cfg: GateConfig) -> list[Rule]:
             "bar_start is on a whole minute",
             "select pair, bar_start as bar_time from {batch} "
             "where date_trunc('minute', bar_start) <> bar_start",
+        ),
+        Rule(
+            # raw.candles_m1 has no `complete` column: ingestion stores complete
+            # candles only. A candle stored before its minute ended cannot have
+            # been complete (ingested_at is the database's now() of the load).
+            "no_incomplete_candles",
+            "critical",
+            "no complete = false candle stored: none ingested before its minute "
+            f"ended (ingested_at >= bar_start + 1 minute - {skew} s)",
+            "select pair, bar_start as bar_time, ingested_at from {batch} "
+            "where ingested_at < bar_start + interval '1 minute' "
+            f"- interval '{skew} seconds'",
+            ("ingested_at",),
         ),
         Rule(
             "market_open",
@@ -279,8 +302,379 @@ def _names_where(columns: list[str], predicate: str) -> str:
     return " || ".join(parts)
 
 
-def feature_rules(mart: str, columns: dict[str, str], cfg: GateConfig) -> list[Rule]:
-    """The rules of one mart's suite, from its columns (name -> SQL type)."""
+BARS_MODEL = "intermediate.int_candles_numbered"
+CORR_CATEGORIES = ("base_base", "quote_quote", "base_quote", "quote_base")
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What the null rules of a mart read besides ``{batch}``.
+
+    Attributes:
+        table: the mart's relation (``{batch}`` is its rows of the range).
+        bars: the numbered bars the marts are built from (dbt model
+            ``int_candles_numbered``: ``bar_n`` counts each pair's bars from 0,
+            ``log_return``, ``volume``).
+        bar_since: SQL timestamp of the batch's first bar start (``--since``), or
+            None for every row. Rules that need history read ``lookback_bars``
+            more bars of each pair before it.
+    """
+
+    table: str
+    bars: str = BARS_MODEL
+    bar_since: str | None = None
+
+
+def _bars_cte(scope: Scope, columns: str, lookback: int, cross: bool) -> str:
+    """The CTE ``bars``: ``columns`` of the numbered bars the rule needs.
+
+    Every bar without ``--since``; else each pair's bars from ``lookback`` bars
+    before its first bar in the range (``cross``: one time range for all pairs,
+    from the earliest such bar, as the cross-pair marts read them).
+    """
+    src, since = scope.bars, scope.bar_since
+    if since is None:
+        return f"bars as (select {columns} from {src})"
+    first = (
+        f"first_in as (select pair, min(bar_n) as n0 from {src} "
+        f"where bar_start_at >= {since} group by pair)"
+    )
+    if not cross:
+        prefixed = ", ".join(f"i.{c.strip()}" for c in columns.split(","))
+        return (
+            f"{first}, bars as (select {prefixed} from {src} as i "
+            f"join first_in as f on i.pair = f.pair and i.bar_n >= f.n0 - {lookback})"
+        )
+    return (
+        f"{first}, lower_time as (select min(i.bar_start_at) as t_lb from {src} as i "
+        "join first_in as f on i.pair = f.pair "
+        f"and i.bar_n = greatest(f.n0 - {lookback}, 0)), "
+        f"bars as (select {columns} from {src} "
+        "where bar_start_at >= (select t_lb from lower_time))"
+    )
+
+
+def _violations(
+    scope_sql: str, joined: str, conditions: dict[str, str], values: str = ""
+) -> str:
+    """``select`` of the batch rows (``m``) where a column's null is unexplained.
+
+    ``conditions`` maps each column to the SQL that holds when its null breaks the
+    rule; ``null_columns`` lists the columns that do on the row.
+    """
+    names = " || ".join(
+        f"case when {cond} then '{c} ' else '' end" for c, cond in conditions.items()
+    )
+    return (
+        f"with {scope_sql} select m.pair, m.bar_start_at as bar_time{values}, "
+        f"{names} as null_columns from {{batch}} as m {joined} where "
+        + " or ".join(f"({cond})" for cond in conditions.values())
+    )
+
+
+def null_rules(features: list[str], cfg: GateConfig, scope: Scope) -> list[Rule]:
+    """The null rules of the contract for a mart's feature columns.
+
+    A feature may be null only in its pair's warm-up rows, where a required
+    partner pair has no bar at that timestamp, and where the source lacks the
+    family's input (VWAP with no volume in the window): each family's rule says
+    exactly when its dbt model leaves a value null, and names every other null.
+    Warm-up is counted in ``bar_n`` of the numbered bars (the whole history), so
+    it is exact with ``--since`` too.
+    """
+    rules = []
+    warm = {c: warmup_rows(c) for c in features}
+    warm = {c: n for c, n in warm.items() if n is not None}
+    if warm:
+        # a row breaks the rule when bar_n >= the smallest warm-up of its null
+        # columns; the join carries only the keys, bar_n and that one number
+        by_warmup = sorted(warm.items(), key=lambda item: item[1])
+        min_w = " ".join(f"when m.{c} is null then {n}" for c, n in by_warmup)
+        first = " ".join(f"when m.{c} is null then '{c}'" for c, _ in by_warmup)
+        since = f" and i.bar_start_at >= {scope.bar_since}" if scope.bar_since else ""
+        rules.append(
+            Rule(
+                "nulls_only_in_warmup",
+                "critical",
+                "windowed features are null only in each pair's warm-up rows "
+                "(bar_n counted over the pair's whole history)",
+                "with b as (select m.pair, m.bar_start_at, i.bar_n, "
+                f"case {min_w} end as min_warmup, case {first} end as null_column "
+                f"from {{batch}} as m join {scope.bars} as i "
+                f"on i.pair = m.pair and i.bar_start_at = m.bar_start_at{since}) "
+                "select pair, bar_start_at as bar_time, bar_n, null_column from b "
+                "where bar_n >= min_warmup",
+                ("bar_n", "null_column"),
+            )
+        )
+    for make in (_vwap_rule, _corr_rule, _strength_rule, _tri_rule):
+        rule = make(features, cfg, scope)
+        if rule is not None:
+            rules.append(rule)
+    return rules
+
+
+def _windowed(features: list[str], pattern: str) -> dict[str, tuple[str, int]]:
+    """``{column: (group, w)}`` for the columns matching ``pattern``
+    (groups: a name, then the window)."""
+    out = {}
+    for c in features:
+        match = re.fullmatch(pattern, c)
+        if match:
+            out[c] = (match.group(1), int(match.group(2)))
+    return out
+
+
+def _vwap_rule(features: list[str], cfg: GateConfig, scope: Scope) -> Rule | None:
+    cols = _windowed(features, r"(vwap|vwap_dev)_(\d+)")
+    if not cols:
+        return None
+    windows = sorted({w for _, w in cols.values()})
+    sums = ", ".join(
+        f"sum(volume) over (partition by pair order by bar_n rows between "
+        f"{w - 1} preceding and current row) as v_{w}"
+        for w in windows
+    )
+    bars = _bars_cte(
+        scope, "pair, bar_n, bar_start_at, volume", max(windows) - 1, cross=False
+    )
+    conditions = {
+        c: f"m.{c} is null and s.bar_n >= {w - 1} and s.v_{w} > 0"
+        for c, (_, w) in cols.items()
+    }
+    return Rule(
+        "vwap_nulls_explained",
+        "critical",
+        "vwap and vwap_dev are null only in warm-up rows (bar_n < w - 1) or where "
+        "the window's volume sum is 0",
+        _violations(
+            f"{bars}, s as (select pair, bar_start_at, bar_n, {sums} from bars)",
+            "join s on s.pair = m.pair and s.bar_start_at = m.bar_start_at",
+            conditions,
+            ", s.bar_n",
+        ),
+        ("bar_n", "null_columns"),
+    )
+
+
+def _category_sql(p: str, o: str) -> str:
+    """SQL for the category of pair ``o`` seen from pair ``p`` (dbt bqx_relation)."""
+    return (
+        f"case when {o}.b = {p}.b and {o}.q <> {p}.q then 'base_base' "
+        f"when {o}.q = {p}.q and {o}.b <> {p}.b then 'quote_quote' "
+        f"when {o}.q = {p}.b then 'base_quote' "
+        f"when {o}.b = {p}.q then 'quote_base' end"
+    )
+
+
+_PAIRS_CTE = (
+    "pairs as (select distinct pair, split_part(pair, '_', 1) as b, "
+    "split_part(pair, '_', 2) as q from bars)"
+)
+
+
+def _corr_rule(features: list[str], cfg: GateConfig, scope: Scope) -> Rule | None:
+    """corr_{c}_{w} (P, t) is null iff no partner O of category c has, at t, a
+    return of both pairs, w common timestamps with returns up to t, and
+    non-constant returns of both over the last w of them (Pearson's variance).
+    Each link's returns are aligned on common timestamps once; a window is
+    constant when the running count of changes between consecutive returns
+    did not move in it."""
+    cats = "|".join(CORR_CATEGORIES)
+    cols = _windowed(features, rf"corr_({cats})_(\d+)")
+    if not cols:
+        return None
+    windows = sorted({w for _, w in cols.values()})
+    bars = _bars_cte(
+        scope,
+        "pair, bar_start_at, log_return",
+        max(cfg.lookback_bars, *windows),
+        cross=True,
+    )
+    link = "partition by pair_p, pair_o order by bar_start_at"
+    usable = ", ".join(
+        f"(k >= {w} and cdx - lag(cdx, {w - 1}) over wl > 0 "
+        f"and cdy - lag(cdy, {w - 1}) over wl > 0) as ok_{w}"
+        for w in windows
+    )
+    needs = ", ".join(
+        f"max(case when category = '{cat}' and ok_{w} then 1 else 0 end) "
+        f"as need_{cat}_{w}"
+        for cat, w in sorted(set(cols.values()))
+    )
+    oks = ", ".join(f"ok_{w}" for w in windows)
+    ctes = (
+        f"{bars}, {_PAIRS_CTE}, "
+        "links as (select * from (select p.pair as pair_p, o.pair as pair_o, "
+        f"{_category_sql('p', 'o')} as cat_p, {_category_sql('o', 'p')} as cat_o "
+        "from pairs as p, pairs as o where p.pair < o.pair) as l "
+        "where cat_p is not null), "
+        "returns as (select pair, bar_start_at, log_return as r from bars "
+        "where log_return is not null), "
+        "aligned as (select l.pair_p, l.pair_o, l.cat_p, l.cat_o, rp.bar_start_at, "
+        "rp.r as x, ro.r as y from links as l "
+        "join returns as rp on rp.pair = l.pair_p "
+        "join returns as ro on ro.pair = l.pair_o "
+        "and ro.bar_start_at = rp.bar_start_at), "
+        "changes as (select *, row_number() over wl as k, "
+        "case when x <> lag(x) over wl then 1 else 0 end as dx, "
+        "case when y <> lag(y) over wl then 1 else 0 end as dy "
+        f"from aligned window wl as ({link})), "
+        "counted as (select *, "
+        f"sum(dx) over ({link} rows between unbounded preceding and current row) "
+        "as cdx, "
+        f"sum(dy) over ({link} rows between unbounded preceding and current row) "
+        "as cdy from changes), "
+        f"usable as (select pair_p, pair_o, cat_p, cat_o, bar_start_at, {usable} "
+        f"from counted window wl as ({link})), "
+        f"attributed as (select pair_p as pair, cat_p as category, bar_start_at, "
+        f"{oks} from usable union all select pair_o, cat_o, bar_start_at, {oks} "
+        "from usable), "
+        f"needed as (select pair, bar_start_at, {needs} from attributed "
+        "group by pair, bar_start_at)"
+    )
+    conditions = {
+        c: f"m.{c} is null and n.need_{cat}_{w} = 1" for c, (cat, w) in cols.items()
+    }
+    return Rule(
+        "corr_nulls_explained",
+        "critical",
+        "corr_{category}_{w} is null only where no pair of the category has a bar "
+        "at that timestamp with w earlier common bars (warm-up) and non-constant "
+        "returns",
+        _violations(
+            ctes,
+            "join needed as n on n.pair = m.pair and n.bar_start_at = m.bar_start_at",
+            conditions,
+        ),
+        ("null_columns",),
+    )
+
+
+def _strength_rule(features: list[str], cfg: GateConfig, scope: Scope) -> Rule | None:
+    """csi_{side}_{w} (P, t) is null iff the currency's strength series (the
+    timestamps where some pair holding it has a return) has no value at t or
+    fewer than w values up to t; partner pairs without a bar are skipped."""
+    cols = _windowed(features, r"csi_(base|quote|spread)_(\d+)")
+    if not cols:
+        return None
+    windows = sorted({w for _, w in cols.values()})
+    bars = _bars_cte(
+        scope,
+        "pair, bar_start_at, log_return",
+        max(cfg.lookback_bars, *windows),
+        cross=True,
+    )
+    ctes = (
+        f"{bars}, "
+        "ccy as (select split_part(pair, '_', 1) as currency, bar_start_at from bars "
+        "where log_return is not null union select split_part(pair, '_', 2), "
+        "bar_start_at from bars where log_return is not null), "
+        "series as (select currency, bar_start_at, row_number() over "
+        "(partition by currency order by bar_start_at) as k from ccy)"
+    )
+    conditions = {}
+    for c, (side, w) in cols.items():
+        base, quote = f"coalesce(sb.k, 0) >= {w}", f"coalesce(sq.k, 0) >= {w}"
+        need = {"base": base, "quote": quote, "spread": f"{base} and {quote}"}[side]
+        conditions[c] = f"m.{c} is null and {need}"
+    return Rule(
+        "csi_nulls_explained",
+        "critical",
+        "csi is null only where the currency's strength series has fewer than w "
+        "values up to the bar (warm-up) or none at its timestamp",
+        _violations(
+            ctes,
+            "left join series as sb on sb.currency = split_part(m.pair, '_', 1) "
+            "and sb.bar_start_at = m.bar_start_at "
+            "left join series as sq on sq.currency = split_part(m.pair, '_', 2) "
+            "and sq.bar_start_at = m.bar_start_at",
+            conditions,
+        ),
+        ("null_columns",),
+    )
+
+
+def _tri_rule(features: list[str], cfg: GateConfig, scope: Scope) -> Rule | None:
+    """tri_err_mean/absmax (P, t) are null iff no third currency has both legs
+    with a bar at t; tri_z_{w} also when fewer than w earlier tri_err_mean values
+    exist or those w are all equal (std 0)."""
+    errs = [c for c in ("tri_err_mean", "tri_err_absmax") if c in features]
+    zs = {c: w for c, (_, w) in _windowed(features, r"(tri_z)_(\d+)").items()}
+    if not errs and not zs:
+        return None
+    lookback = max(cfg.lookback_bars, *zs.values()) if zs else cfg.lookback_bars
+    bars = _bars_cte(scope, "pair, bar_start_at", lookback, cross=True)
+    third1 = "case when l1.b = p.b then l1.q else l1.b end"
+    third2 = "case when l2.b = p.q then l2.q else l2.b end"
+    ctes = (
+        f"{bars}, {_PAIRS_CTE}, "
+        "triangles as (select distinct p.pair, l1.pair as leg1, l2.pair as leg2 "
+        "from pairs as p, pairs as l1, pairs as l2 "
+        "where l1.pair <> p.pair and l2.pair <> p.pair "
+        "and (l1.b = p.b or l1.q = p.b) and (l2.b = p.q or l2.q = p.q) "
+        f"and {third1} = {third2} and {third1} <> p.q and {third2} <> p.b), "
+        "tri_at as (select distinct t.pair, b1.bar_start_at from triangles as t "
+        "join bars as b1 on b1.pair = t.leg1 "
+        "join bars as b2 on b2.pair = t.leg2 and b2.bar_start_at = b1.bar_start_at)"
+    )
+    joined = (
+        "left join tri_at as ta on ta.pair = m.pair "
+        "and ta.bar_start_at = m.bar_start_at"
+    )
+    conditions = {c: f"m.{c} is null and ta.pair is not null" for c in errs}
+    if zs:
+        # the mart's own earlier tri_err_mean values (the batch is only the range)
+        since = (
+            " and bar_start_at >= (select min(bar_start_at) from bars)"
+            if scope.bar_since
+            else ""
+        )
+        part = "partition by pair order by bar_start_at"
+        needs = ", ".join(
+            f"(j > {w} and lag(cd, 1) over wz - lag(cd, {w}) over wz > 0) as need_{w}"
+            for w in sorted(set(zs.values()))
+        )
+        ctes += (
+            ", z_values as (select pair, bar_start_at, row_number() over wz as j, "
+            "case when tri_err_mean <> lag(tri_err_mean) over wz then 1 else 0 end "
+            f"as d from {scope.table} where tri_err_mean is not null{since} "
+            f"window wz as ({part})), "
+            "z_counted as (select pair, bar_start_at, j, sum(d) over "
+            f"({part} rows between unbounded preceding and current row) as cd "
+            "from z_values), "
+            f"z_needed as (select pair, bar_start_at, {needs} from z_counted "
+            f"window wz as ({part}))"
+        )
+        joined += (
+            " left join z_needed as z on z.pair = m.pair "
+            "and z.bar_start_at = m.bar_start_at"
+        )
+        for c, w in zs.items():
+            conditions[c] = f"m.{c} is null and z.need_{w}"
+    return Rule(
+        "tri_nulls_explained",
+        "critical",
+        "tri_err is null only where no triangle has both legs' bars at that "
+        "timestamp; tri_z also with fewer than its window of earlier tri_err_mean "
+        "values (warm-up) or all of them equal",
+        _violations(ctes, joined, conditions),
+        ("null_columns",),
+    )
+
+
+def feature_rules(
+    mart: str,
+    columns: dict[str, str],
+    cfg: GateConfig,
+    scope: Scope | None = None,
+) -> list[Rule]:
+    """The rules of one mart's suite, from its columns (name -> SQL type).
+
+    ``scope`` says where the null rules read the bars the mart was built from and
+    which range the batch covers (default: ``marts.<mart>``, every row).
+    """
+    scope = scope or Scope(table=f"marts.{mart}")
     keys = ("pair", "bar_start_at", "event_timestamp")
     features = [c for c in columns if c not in keys]
     floats = [c for c in features if is_float_type(columns[c])]
@@ -316,29 +710,8 @@ def feature_rules(mart: str, columns: dict[str, str], cfg: GateConfig) -> list[R
                 ("bad_columns",),
             )
         )
-    warm = {c: warmup_rows(c) for c in features}
-    warm = {c: n for c, n in warm.items() if n is not None}
-    if warm and not mart.startswith("labels"):
-        # a row breaks the rule when n >= the smallest warm-up of its null
-        # columns; the window sort carries only the keys and that one number
-        by_warmup = sorted(warm.items(), key=lambda item: item[1])
-        min_w = " ".join(f"when {c} is null then {n}" for c, n in by_warmup)
-        first = " ".join(f"when {c} is null then '{c}'" for c, _ in by_warmup)
-        rules.append(
-            Rule(
-                "nulls_only_in_warmup",
-                "critical",
-                "windowed features are null only in each pair's warm-up rows "
-                "(checked on rows with enough earlier rows in the batch)",
-                "with b as (select pair, bar_start_at, "
-                f"case {min_w} end as min_warmup, case {first} end as null_column, "
-                "row_number() over (partition by pair order by bar_start_at) - 1 "
-                "as n from {batch}) "
-                "select pair, bar_start_at as bar_time, n as row_in_batch, "
-                "null_column from b where n >= min_warmup",
-                ("row_in_batch", "null_column"),
-            )
-        )
+    if not mart.startswith("labels"):
+        rules += null_rules(features, cfg, scope)
     corr = [c for c in features if c.startswith("corr_")]
     if corr:
         lo, hi = -1 - cfg.tolerance, 1 + cfg.tolerance

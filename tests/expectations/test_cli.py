@@ -27,9 +27,7 @@ def _run(app, *args):
     return result, " ".join(result.output.split())
 
 
-def test_validate_raw_prints_results_and_blocks_on_critical(
-    duck_settings, monkeypatch
-):
+def test_validate_raw_prints_results_and_blocks_on_critical(duck_settings, monkeypatch):
     monkeypatch.setenv("BQX_DATA_DIR", str(duck_settings.data_dir))
     monkeypatch.setenv("BQX_PAIRS", ",".join(PAIRS))
     get_settings.cache_clear()
@@ -39,7 +37,7 @@ def test_validate_raw_prints_results_and_blocks_on_critical(
     result, out = _run(app, "validate", "raw")
     assert result.exit_code == 0, out
     assert "raw_candles" in out and "market_open" in out and "pass" in out
-    assert "passed: 14 expectations" in out
+    assert "passed: 15 expectations" in out
     index = duck_settings.data_dir / "quality" / "data_docs" / "index.html"
     assert f"Data Docs: {index}" in out and index.is_file()
 

@@ -40,7 +40,20 @@ def test_clean_marts_pass_and_data_docs_list_every_suite(built):
         ("features_bqx", "nulls_only_in_warmup"),
         ("features_tri", "tri_err_mean_bound"),
         ("features_vwap", "no_nan_or_infinite"),
+        ("features_vwap", "vwap_nulls_explained"),
+        ("features_corr", "corr_nulls_explained"),
+        ("features_strength", "csi_nulls_explained"),
+        ("features_tri", "tri_nulls_explained"),
     } <= ran
+    # the simulated bars have gaps: nulls where a partner has no bar are allowed
+    with open_warehouse(built) as wh:
+        gaps = wh.query_df(
+            "select count(*) as n from marts.features_corr as m join "
+            "intermediate.int_candles_numbered as i on i.pair = m.pair and "
+            "i.bar_start_at = m.bar_start_at where m.pair = 'EUR_USD' "
+            "and i.bar_n >= 390 and m.corr_base_base_60 is null"
+        )
+    assert int(gaps["n"][0]) > 0
     assert validate(built, "raw").passed
 
     index = build_data_docs(built)
@@ -48,6 +61,117 @@ def test_clean_marts_pass_and_data_docs_list_every_suite(built):
     html = index.read_text()
     for suite in (*MARTS, "raw_candles"):
         assert suite in html, suite
+
+
+# (suite, pair, bar start, column) of the planted nulls; each family's rule must
+# name exactly its own rows. FULL are before SINCE, AFTER just after it (the old
+# warm-up check counted rows from the start of the batch and missed those).
+SINCE = pd.Timestamp("2024-01-05 12:00", tz="UTC")  # event time: bars from 11:59
+FULL = [
+    ("features_vwap", "EUR_USD", "2024-01-04 10:00", "vwap_90"),
+    ("features_corr", "USD_JPY", "2024-01-04 10:30", "corr_quote_quote_240"),
+    ("features_strength", "EUR_JPY", "2024-01-04 10:45", "csi_quote_60"),
+    ("features_tri", "EUR_USD", "2024-01-04 11:15", "tri_err_mean"),
+    ("features_tri", "USD_JPY", "2024-01-04 11:30", "tri_z_180"),
+]
+AFTER = [
+    ("features_bqx", "EUR_USD", "2024-01-05 12:03", "bqx_45"),
+    ("features_vwap", "USD_JPY", "2024-01-05 12:00", "vwap_dev_45"),
+    ("features_corr", "EUR_JPY", "2024-01-05 12:02", "corr_base_base_60"),
+    ("features_strength", "USD_JPY", "2024-01-05 12:01", "csi_spread_240"),
+    ("features_tri", "EUR_JPY", "2024-01-05 12:04", "tri_z_180"),
+]
+RULES = {
+    "features_bqx": "nulls_only_in_warmup",
+    "features_vwap": "vwap_nulls_explained",
+    "features_corr": "corr_nulls_explained",
+    "features_strength": "csi_nulls_explained",
+    "features_tri": "tri_nulls_explained",
+}
+ZERO_VOLUME = ("USD_JPY", "2024-01-04 11:00")  # 45 bars of volume 0 end here
+
+
+def _named(report, planted) -> dict[str, set]:
+    """Per suite, the (pair, time, column) the family's rule named."""
+    out: dict[str, set] = {}
+    for suite, rule in RULES.items():
+        outcome = report.outcome(suite, rule)
+        for row in outcome.examples:
+            at = pd.Timestamp(row["bar_time"]).tz_convert("UTC")
+            cols = row.get("null_columns") or row.get("null_column")
+            for col in cols.split():
+                out.setdefault(suite, set()).add((row["pair"], at, col))
+    return out
+
+
+def _expected(planted) -> dict[str, set]:
+    out: dict[str, set] = {}
+    for suite, pair, at, col in planted:
+        out.setdefault(suite, set()).add((pair, pd.Timestamp(at, tz="UTC"), col))
+    return out
+
+
+def test_unexplained_nulls_fail_per_family_also_after_since(built):
+    """Copies of five marts with nulls planted where the model never leaves one
+    (a partner has a bar, the window is full, there is volume); a VWAP null over
+    45 bars of zero volume is legitimate."""
+    bars = "intermediate.int_candles_numbered"
+    with open_warehouse(built) as wh:
+        wh.execute("create schema if not exists scratch")
+        for suite in RULES:
+            wh.execute(f"drop table if exists scratch.{suite}")
+            wh.execute(f"create table scratch.{suite} as select * from marts.{suite}")
+        for suite, pair, at, col in FULL + AFTER:
+            wh.execute(
+                f"update scratch.{suite} set {col} = null where pair = '{pair}' "
+                f"and bar_start_at = '{at}+00:00'"
+            )
+        pair, at = ZERO_VOLUME
+        end = f"(select bar_n from {bars} where pair = '{pair}' and bar_start_at = '{at}+00:00')"
+        wh.execute(
+            f"update {bars} set volume = 0 where pair = '{pair}' "
+            f"and bar_n between {end} - 44 and {end}"
+        )
+        wh.execute(
+            "update scratch.features_vwap set vwap_45 = null, vwap_dev_45 = null "
+            f"where pair = '{pair}' and bar_start_at = '{at}+00:00'"
+        )
+    tables = {suite: f"scratch.{suite}" for suite in RULES}
+    try:
+        report = validate(built, "features", tables=tables, suites=list(RULES))
+        since = validate(
+            built, "features", since=SINCE, tables=tables, suites=list(RULES)
+        )
+    finally:
+        with open_warehouse(built) as wh:  # the volumes back, from the raw bars
+            wh.execute(
+                f"update {bars} set volume = r.volume from raw.candles_m1 as r "
+                f"where r.pair = int_candles_numbered.pair "
+                "and r.bar_start = int_candles_numbered.bar_start_at "
+                f"and int_candles_numbered.pair = '{ZERO_VOLUME[0]}'"
+            )
+
+    failed = {(o.suite, o.expectation) for o in report.critical_failures}
+    assert failed == set(RULES.items())
+    assert _named(report, FULL + AFTER) == _expected(FULL + AFTER)
+    assert failure_keys(built, "features_tri", "tri_nulls_explained") >= {
+        ("EUR_USD", pd.Timestamp("2024-01-04 11:15", tz="UTC")),
+        ("USD_JPY", pd.Timestamp("2024-01-04 11:30", tz="UTC")),
+    }
+    # only the new range: the nulls right after the boundary, none before it
+    assert {(o.suite, o.expectation) for o in since.critical_failures} == set(
+        RULES.items()
+    )
+    assert _named(since, AFTER) == _expected(AFTER)
+
+
+def test_since_inside_the_warm_up_passes_on_clean_marts(built):
+    """A range that starts inside every window's warm-up: its nulls are legitimate
+    (bar_n counts the whole history, not the rows of the batch)."""
+    suites = [*RULES, "features_volatility"]
+    report = validate(built, "features", since="2024-01-03 00:10", suites=suites)
+    assert report.passed, report.failure_message()
+    assert not report.warnings
 
 
 def _corr_column(settings) -> str:

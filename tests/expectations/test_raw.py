@@ -33,7 +33,7 @@ def test_clean_simulated_bars_pass(loaded):
     settings, _ = loaded
     report = validate(settings, "raw")
     assert report.suites == [SUITE]
-    assert len(report.outcomes) == 14
+    assert len(report.outcomes) == 15
     assert [o.expectation for o in report.outcomes if not o.success] == []
     assert report.passed and report.failures_written == 0
     if settings.warehouse == "duckdb":  # the file is free for dbt (a child process)
@@ -41,7 +41,9 @@ def test_clean_simulated_bars_pass(loaded):
             f"import duckdb; duckdb.connect({str(settings.duckdb_path)!r})"
             ".execute('create schema if not exists probe')"
         )
-        child = subprocess.run([sys.executable, "-c", code], capture_output=True)
+        child = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, check=False
+        )
         assert child.returncode == 0, child.stderr.decode()[-400:]
 
 
@@ -111,10 +113,14 @@ def test_corrupted_bars_fail_the_right_expectations(loaded):
     assert validate(settings, "raw", since="2024-01-08").passed
 
 
-def test_duplicated_minute_is_named(loaded):
-    """A copy of the table without its key, with one minute loaded twice."""
+def test_duplicated_minute_and_incomplete_candle_are_named(loaded):
+    """A copy of the table without its key, with one minute loaded twice, and a
+    candle stored 30 s after it started: it was still forming (complete = false);
+    one stored exactly at its end was complete."""
     settings, _ = loaded
     dup = ("EUR_USD", T("2024-01-08 09:15", tz="UTC"))
+    forming = ("USD_JPY", T("2024-01-08 10:42", tz="UTC"))
+    ended = ("EUR_JPY", T("2024-01-08 10:43", tz="UTC"))
     with open_warehouse(settings) as wh:
         wh.execute("drop table if exists raw.candles_copy")
         wh.execute("create table raw.candles_copy as select * from raw.candles_m1")
@@ -122,14 +128,24 @@ def test_duplicated_minute_is_named(loaded):
             "insert into raw.candles_copy select * from raw.candles_m1 "
             f"where pair = '{dup[0]}' and bar_start = '{dup[1].isoformat()}'"
         )
+        for (pair, at), after in ((forming, "30 seconds"), (ended, "1 minute")):
+            wh.execute(
+                "update raw.candles_copy set ingested_at = bar_start + "
+                f"interval '{after}' where pair = '{pair}' "
+                f"and bar_start = '{at.isoformat()}'"
+            )
     report = validate(
         settings, "raw", since="2024-01-08", tables={SUITE: "raw.candles_copy"}
     )
     failed = {o.expectation for o in report.critical_failures}
-    assert failed == {"unique_pair_bar_start", "timestamps_monotonic"}
+    assert failed == {
+        "unique_pair_bar_start", "timestamps_monotonic", "no_incomplete_candles",
+    }  # fmt: skip
     assert offending(report, SUITE, "unique_pair_bar_start") == {dup}
     assert report.outcome(SUITE, "unique_pair_bar_start").examples[0]["copies"] == 2
     assert failure_keys(settings, SUITE, "unique_pair_bar_start") == {dup}
+    assert offending(report, SUITE, "no_incomplete_candles") == {forming}
+    assert failure_keys(settings, SUITE, "no_incomplete_candles") == {forming}
 
 
 def test_nothing_to_validate_is_a_clear_error(duck_settings):
