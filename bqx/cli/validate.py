@@ -21,7 +21,10 @@ validate_app = typer.Typer(
 )
 
 _SINCE = typer.Option(
-    None, "--since", help="Validate only rows at or after this UTC time (new range)."
+    None,
+    "--since",
+    help="Validate only rows at or after this UTC time (the new range); warm-up, "
+    "window and partner rules read the bars before it that they need.",
 )
 _DOCS = typer.Option(True, "--docs/--no-docs", help="Build the HTML Data Docs.")
 
