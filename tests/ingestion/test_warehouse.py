@@ -14,7 +14,9 @@ def wh(any_settings):
         yield w
 
 
-def bars(pairs=("EUR_USD", "USD_JPY"), start="2024-01-30 10:00", end="2024-02-01 12:00"):
+def bars(
+    pairs=("EUR_USD", "USD_JPY"), start="2024-01-30 10:00", end="2024-02-01 12:00"
+):
     return simulate_bars(list(pairs), start, end, seed=3)
 
 
@@ -43,7 +45,9 @@ def test_changed_values_are_updated_exactly(wh):
         [changed["pair"].iloc[0]],
     )["close"]
     assert [Decimal(str(x)).quantize(Decimal("0.000001")) for x in got] == [
-        Decimal("1.234567"), Decimal("1.000001"), Decimal("150.123000")
+        Decimal("1.234567"),
+        Decimal("1.000001"),
+        Decimal("150.123000"),
     ]
 
 
@@ -65,7 +69,9 @@ def test_watermarks_commit_with_the_bars(wh):
     assert mark["pair"].tolist() == ["EUR_USD"]
     assert pd.Timestamp(mark["last_bar_start"][0]) == last
     # an older watermark never moves it back
-    wh.upsert_candles(df.head(5), source="oanda:M", watermarks={"EUR_USD": df["bar_start"].min()})
+    wh.upsert_candles(
+        df.head(5), source="oanda:M", watermarks={"EUR_USD": df["bar_start"].min()}
+    )
     mark = wh.query_df("select last_bar_start from raw.ingest_watermarks")
     assert pd.Timestamp(mark["last_bar_start"][0]) == last
 
@@ -74,7 +80,9 @@ def test_failed_batch_leaves_nothing(wh):
     df = bars(("EUR_USD",)).head(10)
     bad = pd.concat([df, df.head(1)])
     with pytest.raises(WarehouseError, match="repeated key"):
-        wh.upsert_candles(bad, source="simulator:M", watermarks={"EUR_USD": df["bar_start"].max()})
+        wh.upsert_candles(
+            bad, source="simulator:M", watermarks={"EUR_USD": df["bar_start"].max()}
+        )
     assert wh.count_candles() == 0
     assert wh.query_df("select count(*) as n from raw.ingest_watermarks")["n"][0] == 0
 
@@ -104,3 +112,63 @@ def test_postgres_creates_monthly_partitions(pg_settings):
             "order by 1"
         )["relname"].tolist()
     assert parts == ["candles_m1_202401", "candles_m1_202402"]
+
+
+def test_batch_partly_new_partly_stored_counts_exactly(wh):
+    """New rows take the direct path, stored ones the exact one: counts stay exact
+    and identical stored rows keep their ingested_at."""
+    df = bars()
+    cut = pd.Timestamp("2024-01-31 12:00", tz="UTC")
+    old = df[df["bar_start"] < cut]
+    wh.upsert_candles(old, source="simulator:M")
+    stamps = wh.query_df("select pair, bar_start, ingested_at from raw.candles_m1")
+    batch = df.copy()
+    first = batch.index[0]
+    batch.loc[first, "close"] = batch.loc[first, "low"]  # one stored row changes
+    result = wh.upsert_candles(batch, source="simulator:M")
+    assert (result.inserted, result.updated, result.unchanged) == (
+        len(df) - len(old), 1, len(old) - 1
+    )  # fmt: skip
+    after = wh.query_df("select pair, bar_start, ingested_at from raw.candles_m1")
+    same = stamps.merge(after, on=["pair", "bar_start"], suffixes=("", "_now"))
+    assert (same["ingested_at"] == same["ingested_at_now"]).sum() == len(old) - 1
+    assert wh.count_candles() == len(df)
+    again = wh.upsert_candles(batch, source="simulator:M")
+    assert (again.inserted, again.updated, again.unchanged) == (0, 0, len(df))
+
+
+def test_extreme_prices_and_partial_quotes_round_trip(wh):
+    """The binary COPY's numeric encoding (and the CSV fallback for columns with
+    some nulls) store every decimal(18, 6) value exactly."""
+    import pyarrow as pa
+
+    from bqx.warehouse import PRICE
+
+    values = ["999999999999.999999", "-999999999999.999999", "0", "0.000001",
+              "-0.000001", "123.4", "10000", "99990000.0001"]  # fmt: skip
+    n = len(values)
+    prices = pa.array(values).cast(PRICE)
+    table = pa.table({
+        "pair": ["EUR_USD"] * (n - 1) + ["USD_JPY"],
+        "bar_start": pa.array(
+            [pd.Timestamp("2024-03-01", tz="UTC") + pd.Timedelta(minutes=i)
+             for i in range(n)], pa.timestamp("us", tz="UTC")),
+        "open": prices, "high": prices, "low": prices, "close": prices,
+        "volume": list(range(n)),
+        "bid_open": pa.array([None, "1.5"] + values[2:]).cast(PRICE),
+    })  # fmt: skip
+    result = wh.upsert_candles(table, source="t")
+    assert result.inserted == n
+    got = wh.query_df(
+        "select cast(open as varchar) o, cast(bid_open as varchar) b "
+        "from raw.candles_m1 order by bar_start"
+    )
+
+    def norm(x):
+        return None if x is None else Decimal(x)
+
+    assert [norm(x) for x in got["o"]] == [Decimal(v) for v in values]
+    assert [norm(x) for x in got["b"]] == [None, Decimal("1.5")] + [
+        Decimal(v) for v in values[2:]
+    ]
+    assert wh.upsert_candles(table, source="t").unchanged == n
