@@ -234,7 +234,7 @@ def export_marts_to_s3(settings: Settings) -> list[str]:
     from botocore.exceptions import BotoCoreError, ClientError
 
     assert settings.marts_dir is not None
-    files = sorted(settings.marts_dir.glob("*.parquet"))
+    files = sorted(settings.marts_dir.glob("*/*.parquet"))  # <mart>/<day>.parquet
     if not files:
         raise FeaturesError(
             f"no Parquet marts in {settings.marts_dir}: run `bqx features build` first"
@@ -246,12 +246,13 @@ def export_marts_to_s3(settings: Settings) -> list[str]:
     )
     keys = []
     for path in files:
-        key = f"marts/{path.name}"
+        name = f"{path.parent.name}/{path.name}"
+        key = f"marts/{name}"
         try:
             client.upload_file(str(path), settings.s3_bucket, key)
         except (BotoCoreError, ClientError, S3UploadFailedError) as exc:
             raise FeaturesError(
-                f"cannot upload {path.name} to s3://{settings.s3_bucket}/{key}: {exc}"
+                f"cannot upload {name} to s3://{settings.s3_bucket}/{key}: {exc}"
             ) from None
         keys.append(key)
     return keys

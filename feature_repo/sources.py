@@ -1,7 +1,8 @@
 """One source per mart, chosen by the deployment in ``bqx.settings``.
 
-``local``: the Parquet copies of the DuckDB marts; ``s3``: the same files in the S3
-bucket; ``production``: the PostgreSQL mart tables.
+``local``: the Parquet copies of the DuckDB marts (a folder per mart, a file per UTC
+day: ``<marts_dir>/<mart>/<YYYY-MM-DD>.parquet``); ``s3``: the same files in the S3
+bucket (``s3://<bucket>/marts/<mart>/``); ``production``: the PostgreSQL mart tables.
 """
 
 from __future__ import annotations
@@ -27,13 +28,13 @@ def make_source(name: str, mart: str):
     if settings.deployment == "s3":
         return FileSource(
             name=name,
-            path=f"s3://{settings.s3_bucket}/marts/{mart}.parquet",
+            path=f"s3://{settings.s3_bucket}/marts/{mart}",
             timestamp_field="event_timestamp",
             s3_endpoint_override=settings.s3_endpoint_url or None,
         )
     return FileSource(
         name=name,
-        path=str(settings.marts_dir / f"{mart}.parquet"),
+        path=str(settings.marts_dir / mart / "*.parquet"),
         timestamp_field="event_timestamp",
     )
 

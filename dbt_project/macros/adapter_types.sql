@@ -112,7 +112,13 @@ extrema as (
 {%- endmacro %}
 
 {#- Export a mart to Parquet after it is built (DuckDB only: Feast reads the
-    files; on PostgreSQL Feast reads the tables). -#}
+    files; on PostgreSQL Feast reads the tables): a folder per mart,
+    `$BQX_MARTS_DIR/<mart>/<YYYY-MM-DD>.parquet`, one file per UTC day of
+    bar_start_at, rows ordered by (pair, event_timestamp). An incremental run
+    rewrites only the days of the rows it wrote (those of dbt's temp table,
+    still there in the post-hook); a full build (first run, --full-refresh)
+    writes every day. Each file is overwritten whole, so a reader never sees
+    a day twice. -#}
 {% macro bqx_export_parquet() -%}
     {{ return(adapter.dispatch('bqx_export_parquet', 'bqx')()) }}
 {%- endmacro %}
@@ -120,14 +126,41 @@ extrema as (
     select 1
 {%- endmacro %}
 {% macro duckdb__bqx_export_parquet() -%}
-    {%- set marts_dir = env_var('BQX_MARTS_DIR', '../.bqx/marts') -%}
-    copy (select * from {{ this }} order by pair, event_timestamp)
-    to '{{ marts_dir }}/{{ this.identifier }}.parquet' (format parquet)
+    {%- set folder = env_var('BQX_MARTS_DIR', '../.bqx/marts') ~ '/' ~ this.identifier -%}
+    {%- set day_of = "cast(timezone('UTC', bar_start_at) as date)" -%}
+    {%- if execute -%}
+        {%- set tmp = run_query(
+            "select table_name from duckdb_tables() where temporary"
+            ~ " and starts_with(table_name, '" ~ this.identifier ~ "__dbt_tmp')"
+            ~ " order by table_name desc limit 1"
+        ).columns[0].values() -%}
+        {%- set written = ('temp.main."' ~ tmp[0] ~ '"') if tmp | length > 0 else this -%}
+        {%- set days = run_query(
+            "select distinct strftime(" ~ day_of ~ ", '%Y-%m-%d') as d from " ~ written ~ " order by d"
+        ).columns[0].values() -%}
+        {%- if days | length > 0 -%}
+            {%- do run_query(bqx_make_folder(folder)) -%}
+        {%- endif -%}
+        {%- for d in days -%}
+            {%- do run_query(
+                "copy (select * from " ~ this ~ " where bar_start_at >= timestamptz '" ~ d ~ " 00:00:00+00'"
+                ~ " and bar_start_at < timestamptz '" ~ d ~ " 00:00:00+00' + interval 1 day"
+                ~ " order by pair, event_timestamp) to '" ~ folder ~ "/" ~ d ~ ".parquet' (format parquet)"
+            ) -%}
+        {%- endfor -%}
+    {%- endif -%}
+    select 1
 {%- endmacro %}
 
-{#- Create the Parquet folder before the marts are exported (DuckDB's COPY
-    does not create folders; a partitioned COPY of no rows creates one level,
-    the warehouse file's folder already exists). -#}
+{#- DuckDB's COPY does not create folders; a partitioned COPY of no rows
+    creates one level (its target) and leaves files already there. -#}
+{% macro bqx_make_folder(path) -%}
+    copy (select 1 as _none, 1 as _part where 1 = 0)
+    to '{{ path }}' (format parquet, partition_by (_part), overwrite_or_ignore true)
+{%- endmacro %}
+
+{#- Create the Parquet folder before the marts are exported (the warehouse
+    file's folder already exists). -#}
 {% macro bqx_prepare_marts_dir() -%}
     {{ return(adapter.dispatch('bqx_prepare_marts_dir', 'bqx')()) }}
 {%- endmacro %}
@@ -135,9 +168,7 @@ extrema as (
     select 1
 {%- endmacro %}
 {% macro duckdb__bqx_prepare_marts_dir() -%}
-    copy (select 1 as _none, 1 as _part where 1 = 0)
-    to '{{ env_var('BQX_MARTS_DIR', '../.bqx/marts') }}'
-    (format parquet, partition_by (_part), overwrite_or_ignore true)
+    {{ bqx_make_folder(env_var('BQX_MARTS_DIR', '../.bqx/marts')) }}
 {%- endmacro %}
 
 {#- Ends a CTE body that later CTEs reference many times per row: PostgreSQL

@@ -174,7 +174,7 @@ def test_s3_deployment_serves_the_same_frames(tmp_path, moto_s3):
     local = make_settings(tmp_path / "local", pairs=",".join(PAIRS))
     _load_and_build(local)
     features.publish(local)
-    mart = pd.read_parquet(local.marts_dir / "features_bqx.parquet")
+    mart = pd.read_parquet(local.marts_dir / "features_bqx")
     entity = mart[["pair", "event_timestamp"]].sample(500, random_state=2)
     a = features.training_frame(PAIRS, None, None, settings=local, entity_df=entity)
     expected_online = _expected_online(local)
@@ -190,14 +190,16 @@ def test_s3_deployment_serves_the_same_frames(tmp_path, moto_s3):
     boto3.client("s3", endpoint_url=moto_s3).create_bucket(Bucket="bqx-test")
     features.publish(s3)
     keys = boto3.client("s3", endpoint_url=moto_s3).list_objects_v2(Bucket="bqx-test")
-    assert len([k["Key"] for k in keys["Contents"]]) == 10
+    uploaded = [k["Key"] for k in keys["Contents"]]  # marts/<mart>/<day>.parquet
+    assert len({k.rsplit("/", 1)[0] for k in uploaded}) == 10
+    assert len(uploaded) == len(list(local.marts_dir.glob("*/*.parquet")))
     b = features.training_frame(PAIRS, None, None, settings=s3, entity_df=entity)
     pd.testing.assert_frame_equal(a, b)
     assert b["bqx_45"].notna().sum() > 400
     redis_free = features.online_values(s3)  # SQLite online store of the s3 deployment
     _assert_online_equals(redis_free, expected_online)
     fs = features.store(s3)
-    assert fs.get_data_source("bqx_source").path == "s3://bqx-test/marts/features_bqx.parquet"
+    assert fs.get_data_source("bqx_source").path == "s3://bqx-test/marts/features_bqx"
 
 
 class PrivateRedis:

@@ -79,7 +79,7 @@ def test_skeleton(deployed):
         assert np.allclose(a[a.notna()], b[b.notna()], rtol=1e-9, atol=1e-12), w
     assert mart["bqx_2880"].notna().sum() > 0
     if settings.deployment == "local":  # Feast reads the Parquet copy of the mart
-        parquet = pd.read_parquet(settings.marts_dir / "features_bqx.parquet")
+        parquet = pd.read_parquet(settings.marts_dir / "features_bqx")
         assert len(parquet) == len(mart)
         assert str(parquet["event_timestamp"].dtype).endswith("UTC]")
 
@@ -138,7 +138,7 @@ def test_real_january_bars_match_numpy(real_bars_dir, tmp_path):
     bars["close"] = bars["close"].astype(float)
     bars["bar_start"] = pd.to_datetime(bars["bar_start"], utc=True)
     features.build(settings, select="+features_bqx")
-    mart = pd.read_parquet(settings.marts_dir / "features_bqx.parquet")
+    mart = pd.read_parquet(settings.marts_dir / "features_bqx")
     mart["bar_start_at"] = pd.to_datetime(mart["bar_start_at"], utc=True)
     ref = numpy_bqx(bars)
     ref["bar_start_at"] = pd.to_datetime(ref["bar_start_at"], utc=True)
