@@ -70,7 +70,7 @@ def reference_asof(
     con.register("e", entity)
     sel, joins = [], []
     for i, (mart, cols) in enumerate(views.items()):
-        path = settings.marts_dir / f"{mart}.parquet"
+        path = settings.marts_dir / mart / "*.parquet"
         joins.append(
             f"asof left join read_parquet('{path}') v{i} "
             f"on e.pair = v{i}.pair and e.event_timestamp >= v{i}.event_timestamp"
@@ -113,7 +113,7 @@ def main() -> None:
     features.publish(local)
     fs = features.store(local)
     mart = pd.read_parquet(
-        local.marts_dir / "features_bqx.parquet", columns=["event_timestamp"]
+        local.marts_dir / "features_bqx", columns=["event_timestamp"]
     )
     refs, views = service_views(fs, "tft_v1")
     small_refs = [r for r in refs if r.startswith("bqx:")]

@@ -18,6 +18,7 @@ import os
 import pandas as pd
 import pytest
 
+from bqx import features
 from ingestion.simulator import simulate_bars
 from tests.dbt import reference
 from tests.dbt.conftest import load, query, raw_bars, run_dbt
@@ -52,7 +53,13 @@ def built(adapter_settings):
         rewritten = sorted(
             {p.name for p, t in written.items() if p.stat().st_mtime_ns != t}
         )
-    run_dbt(settings, "run", "--full-refresh", pairs=PAIRS)
+    if parquet:  # a day that is no longer in the warehouse
+        stale = settings.marts_dir / "features_bqx" / "2023-12-29.parquet"
+        stale.write_bytes((settings.marts_dir / "features_bqx" / days[0]).read_bytes())
+    # bqx's own entry point this time (same project, same profiles)
+    subset = settings.model_copy(update={"pairs": ",".join(PAIRS)})
+    features.build(subset, full_refresh=True, command="run")
+    stale_left = parquet and stale.exists()
     full = {m: query(settings, f"select * from marts.{m}") for m in MARTS}
     ref = reference.compute_all(raw_bars(settings))
     return {
@@ -63,6 +70,7 @@ def built(adapter_settings):
         "n_first": len(first),
         "n_all": len(bars),
         "parquet": parquet,
+        "stale_day_left": stale_left,
         "parquet_days": days if parquet else [],
         "parquet_rewritten": rewritten if parquet else [],
         "bar_days": sorted(
@@ -109,6 +117,8 @@ def test_refreshed_parquet_copy_equals_the_marts(built, adapter_settings):
     # the refresh rewrote the day before the split (labels see new bars; a
     # day's file is rewritten whole), never the earlier days
     assert built["parquet_rewritten"] == ["2024-01-08.parquet"]
+    # `bqx features build --full-refresh` drops the files of days that left
+    assert built["stale_day_left"] is False
     for mart in MARTS:
         key = ["pair", "bar_start_at"]
         a = built["parquet"][mart].sort_values(key).reset_index(drop=True)
