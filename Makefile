@@ -10,6 +10,7 @@ TORCH_VERSION := 2.13.0
 TORCH_PIP_ARGS ?=
 STAMP := $(VENV)/.bqx-installed
 PYTEST_ARGS ?=
+PYTEST_WORKERS ?= 2
 
 .PHONY: setup demo test services secrets-scan bench lock clean help
 
@@ -37,8 +38,11 @@ services:
 secrets-scan: setup
 	$(BIN)/detect-secrets-hook --baseline .secrets.baseline $$(git ls-files) || test $$? -eq 3
 
+# Two workers (tests wait on PostgreSQL, dbt and Ray as much as they compute);
+# the tests that restart PostgreSQL run afterwards, alone.
 test: setup services secrets-scan
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile -m 'not restarts_postgres' $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m restarts_postgres $(PYTEST_ARGS)
 
 bench: setup services
 	$(BIN)/python benchmarks/run.py
