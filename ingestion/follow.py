@@ -15,7 +15,7 @@ minute than the last one seen: the candle before it is complete); the loop then
 fetches just those pairs at once instead of waiting for the next poll. ``interval``
 becomes the longest wait without an announcement (a full poll then runs anyway,
 e.g. while the stream reconnects). A pair whose candle is still forming when
-asked is asked again 0.25 s later.
+asked is asked again 0.25 s later (at most ``MAX_RETRIES`` times in a row).
 """
 
 from __future__ import annotations
@@ -41,6 +41,9 @@ from ingestion.oanda.store import load_pages, read_watermarks
 from ingestion.oanda.timefmt import NS, format_unix, parse_time
 
 MINUTE_NS = 60 * NS
+#: Times a pair announced by the stream is asked again (every 0.25 s) while its
+#: previous candle is still forming; then it waits for the next announcement.
+MAX_RETRIES = 8
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +104,7 @@ def follow(
         marks = read_watermarks(wh, names)
         if watcher:
             watcher.start()
-        targets = list(names)
+        targets, tries = list(names), {}
         while not stop.is_set() and (max_polls is None or stats.polls < max_polls):
             started = time.time()
             pages = list(
@@ -135,11 +138,13 @@ def follow(
             if watcher is None:
                 stop.wait(max(0.0, interval - (time.time() - started)))
                 continue
-            retry = {
+            late = {
                 p.pair
                 for p in pages
                 if p.forming and _minute(p.forming) < watcher.minute(p.pair)
             }
+            tries = {p: tries.get(p, 0) + 1 for p in late}  # reset once complete
+            retry = {p for p in late if tries[p] <= MAX_RETRIES}
             due = watcher.wait(started + interval, 0.25 if retry else None)
             # announced pairs (and retries) at once; everyone after ``interval``
             targets = sorted(set(due) | retry) if due or retry else list(names)
