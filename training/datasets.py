@@ -37,8 +37,10 @@ def model_rows(
     ``time_idx`` counts a pair's usable rows (0, 1, ...); ``segment`` is the fold
     window of the row (see :func:`training.splits.assign`). A missing target is
     filled with 0 and can then only appear as encoder context, never as a target.
+    A pair's first rows, before any of its labels is realized (``realized`` is
+    null: a frame that starts after the features' warm-up), are left out.
     """
-    rows = prepared.dropna(subset=reals).copy()
+    rows = prepared.dropna(subset=[*reals, "realized"]).copy()
     rows["segment"] = assign(rows["event_timestamp"], rows["label_end"], fold)
     rows["target"] = rows["target"].fillna(0.0)
     rows["time_idx"] = rows.groupby("pair").cumcount().astype("int64")

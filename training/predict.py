@@ -29,6 +29,10 @@ class PredictError(ValueError):
     """Forecasts that cannot be made from the given data."""
 
 
+class BadTimeError(PredictError):
+    """An ``at`` time that cannot be read."""
+
+
 def live_rows(prepared: pd.DataFrame, reals: list[str]) -> pd.DataFrame:
     """Rows with every real and a realized label, numbered per pair (the unknown
     targets of the latest rows are set to 0; they are never inputs)."""
@@ -78,8 +82,17 @@ def _cross_pair(model, rows: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def predict_frame(store: RunStore, run: str, frame: pd.DataFrame) -> pd.DataFrame:
+def predict_frame(
+    store: RunStore, run: str, frame: pd.DataFrame, models: dict | None = None
+) -> pd.DataFrame:
     """Forecasts at each pair's latest row of ``frame``.
+
+    Args:
+        store: the runs storage.
+        run: the run name.
+        frame: a frame like the training frame (its label may be absent).
+        models: optional cache of loaded base models (filled on first use), so a
+            server loads each checkpoint once.
 
     Returns:
         One row per pair: ``pair``, ``event_timestamp`` and one column per model
@@ -106,8 +119,12 @@ def predict_frame(store: RunStore, run: str, frame: pd.DataFrame) -> pd.DataFram
         )
     latest = rows.groupby("pair").tail(1)[["pair", "event_timestamp"]]
     out = latest.reset_index(drop=True)
+    cache = {} if models is None else models
     for name in exp.models:
-        model = load_model(store, run, fold, name)
+        key = (run, fold, name)
+        if key not in cache:
+            cache[key] = load_model(store, run, fold, name)
+        model = cache[key]
         if name == "tft":
             pred = _tft(model, rows)
         elif name == "nbeats":
@@ -138,14 +155,19 @@ def _ensembles(store, run, exp, fold, out, rows) -> pd.DataFrame:
     return out
 
 
-def with_online(history: pd.DataFrame, online: pd.DataFrame) -> pd.DataFrame:
-    """History plus each pair's online row when it is fresh and newer."""
+def with_online(
+    history: pd.DataFrame, online: pd.DataFrame, until: pd.Timestamp | None = None
+) -> pd.DataFrame:
+    """History plus each pair's online row when it is fresh, newer, and not after
+    ``until`` (when given)."""
     if online.empty:
         return history
     online = online.copy()
     online["event_timestamp"] = pd.to_datetime(online["event_timestamp"], utc=True)
     if "fresh" in online.columns:
         online = online[online["fresh"].astype(bool)]
+    if until is not None:
+        online = online[online["event_timestamp"] <= until]
     last = history.groupby("pair")["event_timestamp"].max()
     newer = online[online["event_timestamp"] > online["pair"].map(last).fillna(
         pd.Timestamp.min.tz_localize("UTC"))]
@@ -153,19 +175,92 @@ def with_online(history: pd.DataFrame, online: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([history, newer[cols]], ignore_index=True)
 
 
+ONLINE_STATUS = ("online_event_timestamp", "age_minutes", "fresh")
+
+
+def with_online_status(forecasts: pd.DataFrame, online: pd.DataFrame) -> pd.DataFrame:
+    """One row per pair of ``online`` (then any other forecast pair): the online
+    row's ``online_event_timestamp``, ``age_minutes`` and ``fresh`` beside the
+    forecasts (null forecasts for a pair without enough history)."""
+    status = online[["pair", "event_timestamp", "age_minutes", "fresh"]].rename(
+        columns={"event_timestamp": "online_event_timestamp"}
+    )
+    status["online_event_timestamp"] = pd.to_datetime(
+        status["online_event_timestamp"], utc=True
+    )
+    out = status.merge(forecasts, on="pair", how="outer", sort=False)
+    order = list(status["pair"]) + [p for p in forecasts["pair"]
+                                    if p not in set(status["pair"])]
+    out = out.set_index("pair").loc[order].reset_index()
+    first = ["pair", "event_timestamp", *ONLINE_STATUS]
+    return out[first + [c for c in out.columns if c not in first]]
+
+
 def predict_latest(
-    store: RunStore, run: str, settings, hours: int = 24
+    store: RunStore,
+    run: str,
+    settings,
+    hours: int = 24,
+    at=None,
+    models: dict | None = None,
 ) -> pd.DataFrame:
-    """Forecasts now: the last ``hours`` of the offline store (the models' encoder
-    history) plus each pair's online row (``online_v1``) when it is newer."""
+    """Forecasts now (or as of ``at``): the last ``hours`` of the offline store
+    (the models' encoder history) plus each pair's online row (``online_v1``, read
+    with ``get_online_features``) when it is fresh and newer.
+
+    Returns:
+        One row per pair: ``pair``, ``event_timestamp`` (the row the forecast is
+        made at), the online row's ``online_event_timestamp``, ``age_minutes`` and
+        ``fresh``, then one column per model and ensemble of the run.
+
+    Raises:
+        PredictError: when no pair has enough history in the period.
+    """
     from bqx.features import online_values
 
     from training.data import load_frame
 
     exp = load_run_config(store, run)
-    end = pd.Timestamp.now(tz="UTC").floor("min")
+    end = (pd.Timestamp.now(tz="UTC") if at is None else _utc(at)).floor("min")
     exp.start = (end - pd.Timedelta(hours=hours)).isoformat()
     exp.end = end.isoformat()
     history = load_frame(exp, settings)
     online = online_values(settings, exp.pairs or settings.pair_list)
-    return predict_frame(store, run, with_online(history, online))
+    forecasts = predict_frame(
+        store, run, with_online(history, online, until=end), models=models
+    )
+    return with_online_status(forecasts, online)
+
+
+def _utc(value) -> pd.Timestamp:
+    try:
+        ts = pd.Timestamp(value)
+    except ValueError:
+        raise BadTimeError(f"at={value!r} is not a time") from None
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+
+def forecast_payload(run: str, forecasts: pd.DataFrame) -> dict:
+    """The JSON document of ``bqx predict --json`` and of the forecast server's
+    ``GET /forecasts``: the run and one record per pair (times in ISO 8601 UTC,
+    missing values as null, floats exact)."""
+    records = []
+    for row in forecasts.to_dict("records"):
+        records.append({k: _json_value(v) for k, v in row.items()})
+    return {"run": run, "forecasts": records}
+
+
+def _json_value(value):
+    if value is None:
+        return None
+    if isinstance(value, pd.Timestamp):
+        return None if pd.isna(value) else value.isoformat()
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return None if np.isnan(value) else float(value)
+    if value is pd.NaT or (not isinstance(value, str) and pd.isna(value)):
+        return None
+    return value

@@ -19,6 +19,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -29,8 +30,10 @@ from training.config import ExperimentConfig, config_from_dict
 from training.data import feature_columns, known_columns, prepare_frame
 from training.datasets import model_rows
 from training.models.common import DataSpec
-from training.storage import RunStore
 from training.splits import Fold, Window
+
+if TYPE_CHECKING:  # pyarrow only where runs are stored (not in a plain fit)
+    from training.storage import RunStore
 
 
 class TrainError(RuntimeError):
@@ -53,12 +56,14 @@ def fold_from_dict(d: dict) -> Fold:
 
 
 def lightning_trainer(max_epochs: int, ray: bool, **kwargs):
-    """A Lightning ``Trainer`` (Ray's strategy/environment/callback when ``ray``)."""
+    """A Lightning ``Trainer`` (Ray's strategy/environment/callback when ``ray``,
+    the only case that imports Ray); ``callbacks`` are added to Ray's."""
     import lightning.pytorch as pl
     import torch
 
     accelerator = kwargs.pop("accelerator", "auto")
     on_gpu = accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
+    callbacks = list(kwargs.pop("callbacks", None) or [])
     common = dict(
         max_epochs=max_epochs,
         logger=False,
@@ -70,7 +75,7 @@ def lightning_trainer(max_epochs: int, ray: bool, **kwargs):
         **kwargs,
     )
     if not ray:
-        return pl.Trainer(accelerator=accelerator, devices=1,
+        return pl.Trainer(accelerator=accelerator, devices=1, callbacks=callbacks,
                           enable_checkpointing=False, **common)
     from ray.train.lightning import (
         RayDDPStrategy,
@@ -84,7 +89,7 @@ def lightning_trainer(max_epochs: int, ray: bool, **kwargs):
         devices="auto",
         strategy=RayDDPStrategy(find_unused_parameters=True),
         plugins=[RayLightningEnvironment()],
-        callbacks=[RayTrainReportCallback()],
+        callbacks=[*callbacks, RayTrainReportCallback()],
         enable_checkpointing=False,
         **common,
     )

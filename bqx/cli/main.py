@@ -6,6 +6,7 @@ Domain errors print one line and exit 1; ``BQX_DEBUG=1`` shows tracebacks.
 from __future__ import annotations
 
 import sys
+from typing import Optional
 
 import click
 import typer
@@ -64,12 +65,27 @@ def demo(
 @app.command("serve")
 def serve(
     host: str = typer.Option("127.0.0.1", help="Address to bind (loopback by default)."),
-    port: int = typer.Option(6566, help="Port of the HTTP feature server."),
+    port: int = typer.Option(6566, help="Port of the HTTP server."),
+    model: Optional[str] = typer.Option(
+        None, "--model", help="Serve this trained run's forecasts instead of features."
+    ),
+    storage: Optional[str] = typer.Option(
+        None, help="With --model: runs folder or s3:// URI (default: from settings)."
+    ),
+    hours: int = typer.Option(24, help="With --model: hours of feature history read."),
 ) -> None:
-    """Run Feast's HTTP feature server over the configured online store.
+    """Run Feast's HTTP feature server over the configured online store, or with
+    --model RUN the forecasts of a trained run.
 
-    Clients POST to /get-online-features, e.g. with the `online_v1` service.
+    Features: clients POST to /get-online-features, e.g. with the `online_v1`
+    service. Forecasts: GET /forecasts[?at=TIME] (the document of
+    `bqx predict RUN --json`) and GET /health.
     """
+    if model is not None:
+        from bqx.cli.train import serve_model
+
+        serve_model(model, storage, host=host, port=port, hours=hours)
+        return
     from bqx.features import serve as serve_features
 
     serve_features(load_settings(), host=host, port=port)

@@ -88,16 +88,50 @@ def predict_cmd(
     run: str = typer.Argument(..., help="Run name."),
     storage: str = typer.Option(None, help="Runs folder or s3:// URI."),
     hours: int = typer.Option(24, help="Hours of feature history to read."),
+    at: str = typer.Option(
+        None, help="Forecast as of this UTC time (default: now), e.g. 2024-01-11T12:00."
+    ),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print the JSON document that `bqx serve --model` serves."
+    ),
 ) -> None:
-    """Current forecasts of every pair from the latest features."""
-    from training.predict import PredictError, predict_latest
+    """Current forecasts of every pair from the latest features.
+
+    The history comes from the offline store, the newest row from the online
+    store (get_online_features); each pair's online row time, age and fresh flag
+    are printed beside the forecasts.
+    """
+    import json
+
+    from training.predict import PredictError, forecast_payload, predict_latest
     from training.storage import RunNotFoundError
 
     try:
-        out = predict_latest(_store(storage), run, load_settings(), hours=hours)
+        out = predict_latest(_store(storage), run, load_settings(), hours=hours, at=at)
     except (RunNotFoundError, PredictError) as exc:
         raise BqxError(str(exc)) from None
+    if as_json:
+        typer.echo(json.dumps(forecast_payload(run, out)))
+        return
     console.print(out.to_string(index=False))
+
+
+def serve_model(
+    run: str, storage: str | None, host: str, port: int, hours: int = 24
+) -> None:
+    """``bqx serve --model RUN``: the run's forecasts over HTTP (GET /forecasts,
+    GET /health) until stopped."""
+    from training.serve import serve_forecasts
+    from training.storage import RunNotFoundError
+
+    try:
+        store = _store(storage)
+        console.print(f"serving forecasts of run [bold]{run}[/] on "
+                      f"http://{host}:{port}/forecasts")
+        serve_forecasts(store, run, load_settings(), host=host, port=port,
+                        hours=hours)
+    except RunNotFoundError as exc:
+        raise BqxError(str(exc)) from None
 
 
 def register(app: typer.Typer) -> None:
