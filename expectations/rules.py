@@ -491,7 +491,7 @@ def _corr_rule(features: list[str], cfg: GateConfig, scope: Scope) -> Rule | Non
         max(cfg.lookback_bars, *windows),
         cross=True,
     )
-    link = "partition by pair_p, pair_o order by bar_start_at"
+    link = "partition by link_id order by bar_start_at"
     usable = ", ".join(
         f"(k >= {w} and cdx - lag(cdx, {w - 1}) over wl > 0 "
         f"and cdy - lag(cdy, {w - 1}) over wl > 0) as ok_{w}"
@@ -502,35 +502,44 @@ def _corr_rule(features: list[str], cfg: GateConfig, scope: Scope) -> Rule | Non
         f"as need_{cat}_{w}"
         for cat, w in sorted(set(cols.values()))
     )
-    oks = ", ".join(f"ok_{w}" for w in windows)
+    # only link rows where the pair has a null in that category are grouped
+    null_in = " or ".join(
+        f"(a.category = '{cat}' and ("
+        + " or ".join(f"m.{c} is null" for c, (k, _) in cols.items() if k == cat)
+        + "))"
+        for cat in sorted({cat for cat, _ in cols.values()})
+    )
+    oks = ", ".join(f"u.ok_{w}" for w in windows)
+    cumulative = f"{link} rows between unbounded preceding and current row"
     ctes = (
         f"{bars}, {_PAIRS_CTE}, "
-        "links as (select * from (select p.pair as pair_p, o.pair as pair_o, "
+        "links as (select row_number() over (order by pair_p, pair_o) as link_id, "
+        "l.* from (select p.pair as pair_p, o.pair as pair_o, "
         f"{_category_sql('p', 'o')} as cat_p, {_category_sql('o', 'p')} as cat_o "
         "from pairs as p, pairs as o where p.pair < o.pair) as l "
         "where cat_p is not null), "
         "returns as (select pair, bar_start_at, log_return as r from bars "
         "where log_return is not null), "
-        "aligned as (select l.pair_p, l.pair_o, l.cat_p, l.cat_o, rp.bar_start_at, "
-        "rp.r as x, ro.r as y from links as l "
-        "join returns as rp on rp.pair = l.pair_p "
+        "aligned as (select l.link_id, rp.bar_start_at, rp.r as x, ro.r as y "
+        "from links as l join returns as rp on rp.pair = l.pair_p "
         "join returns as ro on ro.pair = l.pair_o "
         "and ro.bar_start_at = rp.bar_start_at), "
-        "changes as (select *, row_number() over wl as k, "
+        "changes as (select link_id, bar_start_at, row_number() over wl as k, "
         "case when x <> lag(x) over wl then 1 else 0 end as dx, "
         "case when y <> lag(y) over wl then 1 else 0 end as dy "
         f"from aligned window wl as ({link})), "
-        "counted as (select *, "
-        f"sum(dx) over ({link} rows between unbounded preceding and current row) "
-        "as cdx, "
-        f"sum(dy) over ({link} rows between unbounded preceding and current row) "
-        "as cdy from changes), "
-        f"usable as (select pair_p, pair_o, cat_p, cat_o, bar_start_at, {usable} "
+        f"counted as (select link_id, bar_start_at, k, sum(dx) over ({cumulative}) "
+        f"as cdx, sum(dy) over ({cumulative}) as cdy from changes), "
+        f"usable as (select link_id, bar_start_at, {usable} "
         f"from counted window wl as ({link})), "
-        f"attributed as (select pair_p as pair, cat_p as category, bar_start_at, "
-        f"{oks} from usable union all select pair_o, cat_o, bar_start_at, {oks} "
-        "from usable), "
-        f"needed as (select pair, bar_start_at, {needs} from attributed "
+        "attributed as (select l.pair_p as pair, l.cat_p as category, "
+        f"u.bar_start_at, {oks} from usable as u join links as l "
+        "on l.link_id = u.link_id union all select l.pair_o, l.cat_o, "
+        f"u.bar_start_at, {oks} from usable as u join links as l "
+        "on l.link_id = u.link_id), "
+        "relevant as (select a.* from attributed as a join {batch} as m "
+        f"on m.pair = a.pair and m.bar_start_at = a.bar_start_at where {null_in}), "
+        f"needed as (select pair, bar_start_at, {needs} from relevant "
         "group by pair, bar_start_at)"
     )
     conditions = {
