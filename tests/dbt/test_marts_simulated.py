@@ -56,6 +56,7 @@ def built(adapter_settings):
     if parquet:  # a day that is no longer in the warehouse
         stale = settings.marts_dir / "features_bqx" / "2023-12-29.parquet"
         stale.write_bytes((settings.marts_dir / "features_bqx" / days[0]).read_bytes())
+        os.utime(stale, (0, 0))  # written long ago
     # bqx's own entry point this time (same project, same profiles)
     subset = settings.model_copy(update={"pairs": ",".join(PAIRS)})
     features.build(subset, full_refresh=True, command="run")
