@@ -217,7 +217,6 @@ def predict_latest(
         PredictError: when no pair has enough history in the period.
     """
     from bqx.features import online_values
-
     from training.data import load_frame
 
     exp = load_run_config(store, run)

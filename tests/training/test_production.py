@@ -25,6 +25,8 @@ from ingestion.simulator import simulate_bars
 from tests.conftest import free_port, make_settings
 from training.storage import run_store
 
+pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
+
 PAIRS = ["EUR_USD", "USD_JPY", "EUR_JPY"]
 AT = "2024-01-11T12:00"
 PREDICT = ["--at", AT, "--hours", "3", "--json"]  # 3 h hold the encoder's 12 rows

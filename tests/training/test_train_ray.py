@@ -78,3 +78,11 @@ def test_unknown_run_and_bad_config_are_one_line_errors(cli, tmp_path):
     assert "close" in str(res.exception)
     with pytest.raises(RunNotFoundError):
         run_store(get_settings()).get_bytes("nope", "config.yaml")
+
+
+def test_serve_model_of_an_unknown_run_is_a_one_line_error(cli):
+    from bqx.cli.main import app
+
+    res = CliRunner().invoke(app, ["serve", "--model", "nope", "--port", "1"])
+    assert res.exit_code != 0
+    assert "run 'nope'" in str(res.exception)
