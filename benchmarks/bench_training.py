@@ -1,6 +1,8 @@
-"""TFT training throughput: Ray Train (TorchTrainer, 1 worker) vs a plain Lightning
-loop on the same data in the same process, and optionally the evaluation of the
-ensemble on the real January 2024 bars.
+"""TFT training throughput, Ray Train vs a plain Lightning loop (same data, process).
+
+Ray Train is one TorchTrainer worker; the plain loop runs in this process on the
+same rows. ``--real-jan`` instead trains and evaluates the ensemble on the real
+January 2024 bars.
 
 Usage:
     python benchmarks/bench_training.py [--pairs 7] [--days 3] [--epochs 2] [--reps 3]
@@ -97,6 +99,7 @@ def _epoch_clock(gpu: bool):
     class EpochClock(pl.Callback):
         def __init__(self):
             self.epochs: list[tuple[int, float]] = []
+            self.device = "?"
 
         def _now(self) -> float:
             if gpu:
@@ -108,6 +111,7 @@ def _epoch_clock(gpu: bool):
 
         def on_train_batch_start(self, trainer, module, batch, batch_idx):
             self.n += _batch_size(batch)
+            self.device = str(module.device)  # Lightning moves it back after fit
 
         def on_train_epoch_end(self, trainer, module):
             self.epochs.append((self.n, self._now() - self.t0))
@@ -142,7 +146,7 @@ def _fit(config: dict) -> dict:
     out = {
         "samples": samples, "fit_s": seconds, "samples_per_s": samples / seconds,
         "steady_per_s": sum(n for n, _ in steady) / sum(s for _, s in steady),
-        "device": str(next(model.parameters()).device),
+        "device": clock.device,
     }
     if config["ray"]:
         import json
