@@ -35,9 +35,7 @@ def make_settings(tmp: Path, **overrides) -> Settings:
         os.environ.update(saved)
 
 
-@pytest.fixture(autouse=True)
-def _restore_environment():
-    """Commands export BQX_* variables for dbt and Feast; undo that after a test."""
+def _environment_restored():
     from bqx.settings import get_settings
 
     saved = dict(os.environ)
@@ -45,6 +43,15 @@ def _restore_environment():
     os.environ.clear()
     os.environ.update(saved)
     get_settings.cache_clear()
+
+
+#: Commands export BQX_* variables for dbt and Feast; undo that after each test,
+#: and after each module (module fixtures build and publish before any test's own
+#: restore starts; pytest-xdist runs modules in any order).
+_restore_environment = pytest.fixture(autouse=True)(_environment_restored)
+_restore_module_environment = pytest.fixture(autouse=True, scope="module")(
+    _environment_restored
+)
 
 
 @pytest.fixture
