@@ -2,9 +2,9 @@
 
 Seven USD pairs, bid prices, volume 0: no closed triangle (tri is null
 everywhere), VWAP null everywhere (sum(v) = 0), and two correlation categories
-of four. To keep CI short the files are read whole but only 2024-01-12 12:00 to
-2024-01-18 is loaded: a weekend gap, the EURUSD data holes of 15-17 January
-(one of 3 h) and many 2-5 minute gaps are inside it.
+of four. The whole month is loaded (about 217k bars): four weekend gaps, the
+New Year open, the EURUSD data holes of 15-17 January (one of 3 h) and many 2-5
+minute gaps are inside it.
 """
 
 from __future__ import annotations
@@ -19,10 +19,7 @@ from tests.dbt import reference
 from tests.dbt.conftest import query, raw_bars, run_dbt
 
 PAIRS = ["AUD_USD", "EUR_USD", "GBP_USD", "NZD_USD", "USD_CAD", "USD_CHF", "USD_JPY"]
-START, END = (
-    pd.Timestamp("2024-01-12 12:00", tz="UTC"),
-    pd.Timestamp("2024-01-18", tz="UTC"),
-)
+START, END = pd.Timestamp("2024-01-01", tz="UTC"), pd.Timestamp("2024-02-01", tz="UTC")
 MARTS = list(reference.MARTS)
 
 
