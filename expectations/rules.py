@@ -425,6 +425,17 @@ def _windowed(features: list[str], pattern: str) -> dict[str, tuple[str, int]]:
     return out
 
 
+def _return_bars(scope: Scope, cfg: GateConfig, windows: list[int]) -> str:
+    """The ``bars`` CTE of the cross-pair rules: every pair's returns, read back
+    far enough for the largest window (and the gate's lookback)."""
+    return _bars_cte(
+        scope,
+        "pair, bar_start_at, log_return",
+        max(cfg.lookback_bars, *windows),
+        cross=True,
+    )
+
+
 def _vwap_rule(features: list[str], cfg: GateConfig, scope: Scope) -> Rule | None:
     cols = _windowed(features, r"(vwap|vwap_dev)_(\d+)")
     if not cols:
@@ -485,12 +496,7 @@ def _corr_rule(features: list[str], cfg: GateConfig, scope: Scope) -> Rule | Non
     if not cols:
         return None
     windows = sorted({w for _, w in cols.values()})
-    bars = _bars_cte(
-        scope,
-        "pair, bar_start_at, log_return",
-        max(cfg.lookback_bars, *windows),
-        cross=True,
-    )
+    bars = _return_bars(scope, cfg, windows)
     link = "partition by link_id order by bar_start_at"
     usable = ", ".join(
         f"(k >= {w} and cdx - lag(cdx, {w - 1}) over wl > 0 "
@@ -568,12 +574,7 @@ def _strength_rule(features: list[str], cfg: GateConfig, scope: Scope) -> Rule |
     if not cols:
         return None
     windows = sorted({w for _, w in cols.values()})
-    bars = _bars_cte(
-        scope,
-        "pair, bar_start_at, log_return",
-        max(cfg.lookback_bars, *windows),
-        cross=True,
-    )
+    bars = _return_bars(scope, cfg, windows)
     ctes = (
         f"{bars}, "
         "ccy as (select split_part(pair, '_', 1) as currency, bar_start_at from bars "
