@@ -495,9 +495,14 @@ def push_latest(settings: Settings) -> dict[str, int]:
 
 
 def serve(settings: Settings, host: str = "127.0.0.1", port: int = 6566) -> None:
-    """Run Feast's HTTP feature server (``/get-online-features``) until stopped."""
+    """Run Feast's HTTP feature server (``/get-online-features``) until stopped.
+
+    Feast's app, with bqx's fast ``/get-online-features`` (bqx/feature_server.py).
+    """
+    from bqx import feature_server
+
     check_online_store(settings)
-    store(settings).serve(host=host, port=port, type_="http", no_access_log=True)
+    feature_server.run(store(settings), host=host, port=port)
 
 
 def save_training_set(
