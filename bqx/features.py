@@ -73,21 +73,8 @@ def build(
     import time
 
     activate(settings)
-    args = [
-        str(Path(sys.executable).with_name("dbt")),
-        command,
-        "--project-dir", str(DBT_PROJECT),
-        "--profiles-dir", str(DBT_PROJECT),
-        "--target", settings.warehouse or "duckdb",
-        "--vars", json.dumps(dbt_vars(settings)),
-        # artifacts and logs per data dir: concurrent builds never share them
-        "--target-path", str(dbt_target(settings)),
-        "--log-path", str(settings.data_dir / "dbt_logs"),
-    ]  # fmt: skip
-    if select:
-        args += ["--select", select]
-    if full_refresh:
-        args.append("--full-refresh")
+    args = [str(Path(sys.executable).with_name("dbt"))]
+    args += dbt_args(settings, command, select=select, full_refresh=full_refresh)
     env = {**os.environ, **settings.as_env()}
     started = time.time() - 1  # file times may lag the clock a little
     proc = subprocess.run(args, env=env, cwd=DBT_PROJECT)
@@ -103,6 +90,30 @@ def build(
         for day in settings.marts_dir.glob("*/*.parquet"):
             if day.stat().st_mtime < started:
                 day.unlink()
+
+
+def dbt_args(
+    settings: Settings,
+    command: str,
+    select: str | None = None,
+    full_refresh: bool = False,
+) -> list[str]:
+    """The arguments of ``dbt <command>`` on the configured warehouse."""
+    args = [
+        command,
+        "--project-dir", str(DBT_PROJECT),
+        "--profiles-dir", str(DBT_PROJECT),
+        "--target", settings.warehouse or "duckdb",
+        "--vars", json.dumps(dbt_vars(settings)),
+        # artifacts and logs per data dir: concurrent builds never share them
+        "--target-path", str(dbt_target(settings)),
+        "--log-path", str(settings.data_dir / "dbt_logs"),
+    ]  # fmt: skip
+    if select:
+        args += ["--select", select]
+    if full_refresh:
+        args.append("--full-refresh")
+    return args
 
 
 def dbt_target(settings: Settings) -> Path:
@@ -457,22 +468,30 @@ def latest_rows(settings: Settings, mart: str) -> pd.DataFrame:
     """The newest row of each pair in one mart (what the online store should hold)."""
     from bqx.warehouse import open_warehouse
 
-    sql = (
-        f"select distinct on (pair) * from marts.{mart} "
-        "order by pair, event_timestamp desc"
-    )
+    with open_warehouse(settings, read_only=True) as wh:
+        return _latest_rows(wh, settings, mart)
+
+
+def _latest_rows(wh, settings: Settings, mart: str) -> pd.DataFrame:
     if settings.warehouse == "duckdb":
         sql = (
             f"select * from marts.{mart} qualify row_number() over "
             "(partition by pair order by event_timestamp desc) = 1"
         )
-    with open_warehouse(settings, read_only=True) as wh:
         frame = wh.query_df(sql)
+    else:
+        # one walk down the (pair, event_timestamp) index per pair, not a scan
+        sql = (
+            "select m.* from unnest(?::text[]) as p(pair) cross join lateral "
+            f"(select * from marts.{mart} as t where t.pair = p.pair "
+            "order by t.event_timestamp desc limit 1) as m"
+        )
+        frame = wh.query_df(sql, [list(settings.pair_list)])
     frame["event_timestamp"] = pd.to_datetime(frame["event_timestamp"], utc=True)
     return frame
 
 
-def push_latest(settings: Settings) -> dict[str, int]:
+def push_latest(settings: Settings, fs: FeatureStore | None = None) -> dict[str, int]:
     """Write only the newest row per pair of every online view to the online store.
 
     The push path for fresh bars: after an incremental build, the online store is
@@ -481,17 +500,83 @@ def push_latest(settings: Settings) -> dict[str, int]:
     Returns:
         Rows written per view.
     """
+    from bqx.warehouse import open_warehouse
+
     check_online_store(settings)
-    fs = store(settings)
+    fs = fs or store(settings)
     written = {}
-    for view in fs.list_feature_views():
-        if not view.online:
-            continue
-        frame = latest_rows(settings, view.tags["mart"])
+    views = [v for v in fs.list_feature_views() if v.online]
+    with open_warehouse(settings, read_only=True) as wh:
+        frames = {v.name: _latest_rows(wh, settings, v.tags["mart"]) for v in views}
+    for view in views:
+        frame = frames[view.name]
         columns = ["pair", "event_timestamp"] + [f.name for f in view.features]
         fs.write_to_online_store(view.name, frame[columns])
         written[view.name] = len(frame)
     return written
+
+
+class FeatureRefresher:
+    """New bars -> incremental ``dbt run`` -> newest rows pushed to the online store.
+
+    For a long-running process (``bqx features follow``): on PostgreSQL, dbt runs in
+    this process from a project parsed once (``dbtRunner(manifest=...)``), so a
+    refresh does not pay dbt's import and parse (~2 s) again; Feast's store and
+    registry are opened once. On DuckDB, dbt runs in a child process as in
+    :func:`build` (dbt-duckdb would keep the warehouse file locked).
+    """
+
+    def __init__(self, settings: Settings):
+        check_online_store(settings)
+        activate(settings)
+        self.settings = settings
+        self._dbt = None
+        if settings.warehouse == "postgres":
+            from dbt.cli.main import dbtRunner
+
+            parsed = dbtRunner().invoke(dbt_args(settings, "parse") + ["--quiet"])
+            if not parsed.success:
+                raise FeaturesError(f"dbt parse failed: {parsed.exception}")
+            self._dbt = dbtRunner(manifest=parsed.result)
+        self.fs = store(settings)
+        self._seen: tuple | None = None  # (newest ingested_at, newest bar)
+
+    def new_bars(self) -> bool:
+        """True when bars were stored or changed since the last call.
+
+        Looks at the bars from a day before the newest one seen (the current
+        partition on PostgreSQL), so a poll stays cheap however long the history.
+        """
+        from bqx.warehouse import open_warehouse
+
+        sql = "select max(ingested_at), max(bar_start) from raw.candles_m1"
+        params: list = []
+        if self._seen is not None and self._seen[1] is not None:
+            sql += " where bar_start >= ?"
+            params = [pd.Timestamp(self._seen[1]) - pd.Timedelta(days=1)]
+        with open_warehouse(self.settings, read_only=True) as wh:
+            row = tuple(wh.query_df(sql, params).iloc[0])
+        changed = self._seen is None or row[0] != self._seen[0]
+        self._seen = row
+        return changed
+
+    @property
+    def newest_bar(self):
+        """The newest bar start seen by :meth:`new_bars` (None before any)."""
+        return self._seen[1] if self._seen else None
+
+    def refresh(self) -> dict[str, int]:
+        """Run the incremental models, then push the newest rows; rows written per view."""
+        if self._dbt is None:
+            build(self.settings, command="run")
+        else:
+            result = self._dbt.invoke(dbt_args(self.settings, "run") + ["--quiet"])
+            if not result.success:
+                raise FeaturesError(
+                    f"dbt run failed on {self.settings.warehouse}: "
+                    + (", ".join(_failed_nodes(self.settings)) or str(result.exception))
+                )
+        return push_latest(self.settings, fs=self.fs)
 
 
 def serve(settings: Settings, host: str = "127.0.0.1", port: int = 6566) -> None:

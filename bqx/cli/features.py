@@ -117,3 +117,52 @@ def features_push() -> None:
     written = push_latest(settings)
     current_run().rows(None, sum(written.values()))
     console.print(", ".join(f"{view}: {n} rows" for view, n in written.items()))
+
+
+@features_app.command("follow")
+@recorded("features follow")
+def features_follow(
+    interval: float = typer.Option(
+        1.0, help="Seconds between looks for new bars in the warehouse."
+    ),
+    max_refreshes: Optional[int] = typer.Option(
+        None, help="Stop after this many refreshes (default: run until Ctrl-C)."
+    ),
+) -> None:
+    """Keep the online store current: whenever bars land in the warehouse (e.g.
+    from `bqx ingest follow`), run the incremental dbt models and push the newest
+    row of each pair online. dbt and Feast stay loaded between refreshes, so a new
+    bar is readable online within about a second on PostgreSQL.
+
+    Example, beside `bqx ingest follow` on the production deployment:
+    `bqx features follow --interval 0.5`. Stop with Ctrl-C (between refreshes).
+    """
+    import time
+
+    from bqx.features import FeatureRefresher
+
+    settings = load_settings()
+    current_run().stage("load dbt and Feast")
+    refresher = FeatureRefresher(settings)
+    console.print(
+        f"following {settings.warehouse} -> {settings.deployment} online store "
+        f"every {interval:g} s (Ctrl-C stops)"
+    )
+    refreshes = pushed = 0
+    current_run().stage("follow")
+    try:
+        while max_refreshes is None or refreshes < max_refreshes:
+            if not refresher.new_bars():
+                time.sleep(interval)
+                continue
+            t0 = time.perf_counter()
+            written = refresher.refresh()
+            refreshes += 1
+            pushed += sum(written.values())
+            console.print(
+                f"refresh {refreshes}: newest bar {refresher.newest_bar}, "
+                f"{sum(written.values())} rows online in {time.perf_counter() - t0:.2f} s"
+            )
+    except KeyboardInterrupt:
+        console.print("stopped")
+    current_run().rows(None, pushed)

@@ -79,35 +79,52 @@ extrema as (
     {%- do top.append(ns.k) -%}
 {%- endfor -%}
 {%- set kmax = top | max -%}
+{#- the levels carry only the keys and the levels still needed (narrow rows
+    are what makes the chain cheap); the source's columns join back once. -#}
 doubling_0 as (
-    select *, high_price as hi_0, low_price as lo_0 from {{ source_cte }}
+    select pair, bar_n, high_price as hi_0, low_price as lo_0 from {{ source_cte }}
 ),
 {% for k in range(1, kmax + 1) -%}
 doubling_{{ k }} as (
     select
-        *,
+        pair,
+        bar_n,
+        {% for j in range(0, k) if j in top -%}
+        hi_{{ j }}, lo_{{ j }},
+        {% endfor -%}
         greatest(hi_{{ k - 1 }}, lag(hi_{{ k - 1 }}, {{ 2 ** (k - 1) }}) over w_pair) as hi_{{ k }},
         least(lo_{{ k - 1 }}, lag(lo_{{ k - 1 }}, {{ 2 ** (k - 1) }}) over w_pair) as lo_{{ k }}
     from doubling_{{ k - 1 }}
     window w_pair as (partition by pair order by bar_n)
 ),
 {% endfor -%}
-extrema as (
+window_extrema as (
     select
-        *,
+        pair,
+        bar_n,
         {% for w in windows -%}
         {%- set k = top[loop.index0] -%}
         {%- if 2 ** k == w -%}
         hi_{{ k }} as max_high_{{ w }},
-        lo_{{ k }} as min_low_{{ w }},
+        lo_{{ k }} as min_low_{{ w }}
         {%- else -%}
         greatest(hi_{{ k }}, lag(hi_{{ k }}, {{ w - 2 ** k }}) over w_pair) as max_high_{{ w }},
-        least(lo_{{ k }}, lag(lo_{{ k }}, {{ w - 2 ** k }}) over w_pair) as min_low_{{ w }},
-        {%- endif %}
-        {% endfor -%}
-        1 as _one
+        least(lo_{{ k }}, lag(lo_{{ k }}, {{ w - 2 ** k }}) over w_pair) as min_low_{{ w }}
+        {%- endif %}{{ "," if not loop.last }}
+        {% endfor %}
     from doubling_{{ kmax }}
     window w_pair as (partition by pair order by bar_n)
+),
+extrema as (
+    select
+        source.*,
+        {% for w in windows -%}
+        window_extrema.max_high_{{ w }},
+        window_extrema.min_low_{{ w }}{{ "," if not loop.last }}
+        {% endfor %}
+    from {{ source_cte }} as source
+    inner join window_extrema
+        on source.pair = window_extrema.pair and source.bar_n = window_extrema.bar_n
 )
 {%- endmacro %}
 

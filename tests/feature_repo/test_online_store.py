@@ -24,7 +24,7 @@ PAIRS = ["EUR_USD", "USD_JPY", "EUR_JPY", "GBP_USD"]
 
 
 @pytest.fixture(scope="module")
-def fs(tmp_path_factory, pg_database_factory, redis_db):
+def settings(tmp_path_factory, pg_database_factory, redis_db):
     import redis
 
     redis.Redis(port=6379, db=redis_db).flushdb()
@@ -44,6 +44,11 @@ def fs(tmp_path_factory, pg_database_factory, redis_db):
         wh.upsert_candles(bars, source="simulator:M")
     features.build(settings, command="run")
     features.publish(settings)
+    return settings
+
+
+@pytest.fixture(scope="module")
+def fs(settings):
     store = features.store(settings)
     assert isinstance(store._get_provider().online_store, BqxRedisOnlineStore)
     return store
@@ -201,3 +206,61 @@ def test_feature_server_answers_as_feasts(fs):
     finally:
         server.should_exit = True
         thread.join(timeout=30)
+
+
+def test_follow_pushes_each_new_bar_online(settings, fs):
+    """`bqx features follow`: a bar stored in the warehouse is soon served online,
+    with the values of the rebuilt marts (dbt kept loaded between refreshes)."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    import pandas as pd
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bqx.cli.main", "features", "follow",
+         "--interval", "0.2", "--max-refreshes", "3"],
+        env={**os.environ, **settings.as_env()},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        lines = []
+        for line in proc.stdout:
+            lines.append(line)
+            if line.startswith("refresh 1:"):  # caught up with what is stored
+                break
+        else:
+            pytest.fail("follow stopped early:\n" + "".join(lines))
+        last = pd.Timestamp("2024-01-11 11:59", tz="UTC")
+        for k in (1, 2):
+            bar = simulate_bars(PAIRS, last, last + pd.Timedelta(minutes=k + 1), seed=4)
+            bar = bar[(bar["bar_start"] == last + pd.Timedelta(minutes=k)) & (bar["pair"] != "GBP_USD")]
+            with open_warehouse(settings) as wh:
+                wh.upsert_candles(bar, source="simulator:M")
+            want = int((last + pd.Timedelta(minutes=k + 1)).timestamp())
+            deadline = time.time() + 60
+            while True:
+                got = fs.get_online_features(
+                    features=["bqx:bqx_45"], entity_rows=[{"pair": "EUR_USD"}]
+                ).to_dict(include_event_timestamps=True)["bqx_45__ts"][0]
+                if got == want:
+                    break
+                assert time.time() < deadline and proc.poll() is None, "".join(lines)
+                time.sleep(0.05)
+        out, _ = proc.communicate(timeout=60)
+        lines.append(out)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, "".join(lines)
+    assert "refresh 3:" in "".join(lines)
+    # what is served is the marts' newest row of each pair
+    served = fs.get_online_features(
+        features=fs.get_feature_service("online_v1"), entity_rows=[{"pair": p} for p in PAIRS]
+    ).to_df().set_index("pair")
+    for mart, column in (("features_bqx", "bqx_45"), ("features_corr", "corr_base_quote_60")):
+        latest = features.latest_rows(settings, mart).set_index("pair")[column]
+        pd.testing.assert_series_equal(
+            served.loc[PAIRS, column], latest.loc[PAIRS], check_names=False
+        )
