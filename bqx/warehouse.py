@@ -689,6 +689,12 @@ class PostgresWarehouse(Warehouse):
                     primary key (pair, bar_start)
                 ) partition by range (bar_start)"""
             )
+            # dbt's incremental models find each pair's new or changed bars
+            # through this index (one walk per pair, not a scan of the history)
+            conn.execute(
+                "create index if not exists candles_m1_pair_ingested_at "
+                "on raw.candles_m1 (pair, ingested_at)"
+            )
 
         self.transaction(work)
 

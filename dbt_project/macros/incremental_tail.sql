@@ -1,43 +1,118 @@
+{#- The configured universe as a relation (one row per pair). -#}
+{% macro bqx_universe_relation() -%}
+(values {% for p in bqx_pairs() %}('{{ p }}'){{ ", " if not loop.last }}{% endfor %}) as universe (pair)
+{%- endmacro %}
+
+{#- A timestamptz literal from a value read back with run_query. -#}
+{% macro bqx_ts_literal(value) -%}
+cast('{{ value }}' as timestamp with time zone)
+{%- endmacro %}
+
+{#- Per pair of the universe, the first bar of int_candles_numbered that this
+    incremental run must write: new or changed in this invocation (batch_id), or
+    after the last bar already in the mart (event_timestamp = bar start + 1
+    minute). Read with run_query before the model's SQL is rendered, so the
+    model gets literal bounds: on PostgreSQL each lookup is a walk down an
+    index ((pair, event_timestamp) of the mart, (pair, bar_start_at) and
+    (batch_id) of int_candles_numbered), never a scan of the history.
+    Returns rows (pair, cut_n, cut_at); pairs with nothing to write are left out. -#}
+{% macro bqx_tail_cuts() -%}
+{%- if not execute -%}{{ return([]) }}{%- endif -%}
+{{ return(run_query(bqx_tail_cuts_sql()).rows) }}
+{%- endmacro %}
+
+{% macro bqx_tail_cuts_sql() -%}
+    {{ return(adapter.dispatch('bqx_tail_cuts_sql', 'bqx')()) }}
+{%- endmacro %}
+
+{#- PostgreSQL: index walks per pair of the universe. -#}
+{% macro default__bqx_tail_cuts_sql() -%}
+{%- set bars = ref('int_candles_numbered') -%}
+with done as (
+    select
+        universe.pair,
+        coalesce(
+            (select max(t.event_timestamp) from {{ this }} as t where t.pair = universe.pair)
+                - interval '1 minute',
+            cast('1900-01-01 00:00:00+00' as timestamp with time zone)
+        ) as done_until
+    from {{ bqx_universe_relation() }}
+),
+
+cuts as (
+    select
+        done.pair,
+        least(
+            (select min(b.bar_start_at) from {{ bars }} as b
+             where b.pair = done.pair and b.batch_id = '{{ invocation_id }}'),
+            (select min(b.bar_start_at) from {{ bars }} as b
+             where b.pair = done.pair and b.bar_start_at > done.done_until)
+        ) as cut_at
+    from done
+)
+
+select
+    cuts.pair,
+    (select b.bar_n from {{ bars }} as b
+     where b.pair = cuts.pair and b.bar_start_at = cuts.cut_at) as cut_n,
+    cuts.cut_at
+from cuts
+where cuts.cut_at is not null
+order by cuts.pair
+{%- endmacro %}
+
+{#- DuckDB (no index walks; column scans are cheap): grouped, in one pass. -#}
+{% macro duckdb__bqx_tail_cuts_sql() -%}
+{%- set bars = ref('int_candles_numbered') -%}
+with done as (
+    select pair, max(event_timestamp) - interval '1 minute' as done_until
+    from {{ this }}
+    group by pair
+)
+
+select bars.pair, min(bars.bar_n) as cut_n, min(bars.bar_start_at) as cut_at
+from {{ bars }} as bars
+left join done on bars.pair = done.pair
+where bars.batch_id = '{{ invocation_id }}'
+    or done.done_until is null
+    or bars.bar_start_at > done.done_until
+group by bars.pair
+order by bars.pair
+
+{%- endmacro %}
+
 {#- Inputs of a per-pair mart: the rows of int_candles_numbered it reads and
     which of them it writes (is_output).
 
-    Full build: every row. Incremental: per pair, the first row that is new
-    or changed in this invocation (batch_id) or not yet in the mart is the
-    cut; the mart writes rows from `cut - relabel` (labels change when future
-    bars arrive) and reads `lookback` more rows before that. -#}
+    Full build: every row. Incremental: per pair, the cut is the first bar to
+    write (bqx_tail_cuts); the mart writes rows from `cut - relabel` (labels
+    change when future bars arrive) and reads `lookback` more rows before
+    that. -#}
 {% macro bqx_tail_inputs(lookback, relabel=0) -%}
 {%- set bars_model = ref('int_candles_numbered') -%}
 {%- if is_incremental() -%}
-done as (
-
-    select pair, max(bar_start_at) as done_until
-    from {{ this }}
-    group by pair
-
-),
-
-cutoffs as (
-
-    select
-        bars.pair,
-        min(bars.bar_n) - {{ relabel }} as cut_n
-    from {{ bars_model }} as bars
-    left join done on bars.pair = done.pair
-    where bars.batch_id = '{{ invocation_id }}'
-        or done.done_until is null
-        or bars.bar_start_at > done.done_until
-    group by bars.pair
-
-),
-
+{%- set cuts = bqx_tail_cuts() -%}
 inputs as (
 
     select
         bars.*,
-        bars.bar_n >= cutoffs.cut_n as is_output
+        {% if cuts -%}
+        case
+            {% for row in cuts -%}
+            when bars.pair = '{{ row[0] }}' then bars.bar_n >= {{ row[1] - relabel }}
+            {% endfor -%}
+        end
+        {%- else -%}
+        false
+        {%- endif %} as is_output
     from {{ bars_model }} as bars
-    inner join cutoffs on bars.pair = cutoffs.pair
-    where bars.bar_n >= cutoffs.cut_n - {{ lookback }}
+    where
+        {% for row in cuts -%}
+        (bars.pair = '{{ row[0] }}' and bars.bar_n >= {{ [row[1] - relabel - lookback, 0] | max }})
+        {{- " or" if not loop.last }}
+        {% else -%}
+        false
+        {%- endfor %}
 
 )
 {%- else -%}
@@ -55,7 +130,7 @@ inputs as (
 {#- Common config of the per-(pair, bar) marts. -#}
 {% macro bqx_mart_config() -%}
 {{ config(
-    unique_key=['pair', 'bar_start_at'],
+    unique_key=['pair', 'event_timestamp'],
     incremental_strategy='delete+insert',
 ) }}
 {%- endmacro %}
@@ -71,21 +146,25 @@ inputs as (
 {%- endmacro %}
 
 {#- (pair, c0): the pair's first close at or after the baseline (var
-    bqx_baseline, features.md item 1); default its first bar. Reads the whole
-    pair history (one cheap aggregate), so incremental runs agree with full
-    ones. -#}
+    bqx_baseline, features.md item 1); default its first bar. For each pair of
+    `inputs`, looked up in the pair's whole history (an index walk on
+    PostgreSQL), so incremental runs agree with full ones. -#}
 {% macro bqx_base_closes_cte() -%}
 {%- set baseline = var('bqx_baseline', none) -%}
+{%- set bars = ref('int_candles_numbered') -%}
 base_keys as (
 
     select
-        pair,
-        min(bar_n) as base_n
-    from {{ ref('int_candles_numbered') }}
-    {%- if baseline %}
-    where bar_start_at >= cast('{{ baseline }}' as timestamp with time zone)
-    {%- endif %}
-    group by pair
+        tail_pairs.pair,
+        (
+            select min(b.bar_n)
+            from {{ bars }} as b
+            where b.pair = tail_pairs.pair
+            {%- if baseline %}
+                and b.bar_start_at >= cast('{{ baseline }}' as timestamp with time zone)
+            {%- endif %}
+        ) as base_n
+    from (select distinct pair from inputs) as tail_pairs
 
 ),
 
@@ -94,7 +173,7 @@ base_closes as (
     select
         bars.pair,
         bars.close_price as c0
-    from {{ ref('int_candles_numbered') }} as bars
+    from {{ bars }} as bars
     inner join base_keys
         on bars.pair = base_keys.pair
         and bars.bar_n = base_keys.base_n
@@ -104,62 +183,51 @@ base_closes as (
 
 {#- Inputs of a cross-pair mart (corr, strength, tri): all pairs' rows in a
     time range. Full build: every row. Incremental: t_cut is the earliest
-    cut bar (see bqx_tail_inputs) over all pairs; the mart rewrites every
-    pair's rows from t_cut and reads from t_lb, the earliest time at which
-    some pair with rows after t_cut still has `lookback` of its own bars
-    before t_cut. -#}
+    cut bar over all pairs (bqx_tail_cuts); the mart rewrites every pair's
+    rows from t_cut and reads from t_lb, the earliest time at which some pair
+    with rows after t_cut still has `lookback` of its own bars before t_cut.
+    Both are read with run_query (index walks per pair on PostgreSQL) and
+    given to the model as literals. -#}
 {% macro bqx_cross_tail_inputs(lookback) -%}
 {%- set bars_model = ref('int_candles_numbered') -%}
 {%- if is_incremental() -%}
-done as (
-
-    select pair, max(bar_start_at) as done_until
-    from {{ this }}
-    group by pair
-
-),
-
-cut_time as (
-
-    select min(bars.bar_start_at) as t_cut
-    from {{ bars_model }} as bars
-    left join done on bars.pair = done.pair
-    where bars.batch_id = '{{ invocation_id }}'
-        or done.done_until is null
-        or bars.bar_start_at > done.done_until
-
-),
-
-first_out as (
-
+{%- set cuts = bqx_tail_cuts() -%}
+{%- set bounds = none -%}
+{%- if cuts -%}
+{%- set t_cut = cuts | map(attribute=2) | min -%}
+{%- set sql -%}
+with first_out as (
     select
-        bars.pair,
-        min(bars.bar_n) as out_n
-    from {{ bars_model }} as bars
-    cross join cut_time
-    where bars.bar_start_at >= cut_time.t_cut
-    group by bars.pair
+        universe.pair,
+        (select min(b.bar_n) from {{ bars_model }} as b
+         where b.pair = universe.pair and b.bar_start_at >= {{ bqx_ts_literal(t_cut) }}) as out_n
+    from {{ bqx_universe_relation() }}
+)
 
-),
-
-lower_time as (
-
-    select min(bars.bar_start_at) as t_lb
-    from {{ bars_model }} as bars
-    inner join first_out on bars.pair = first_out.pair
-    where bars.bar_n = greatest(first_out.out_n - {{ lookback }}, 0)
-
-),
-
+select min(b.bar_start_at)
+from first_out
+inner join {{ bars_model }} as b
+    on b.pair = first_out.pair
+    and b.bar_n = greatest(first_out.out_n - {{ lookback }}, 0)
+{%- endset -%}
+{%- set bounds = (t_cut, run_query(sql).rows[0][0]) -%}
+{%- endif -%}
 inputs as (
 
     select
         bars.*,
-        bars.bar_start_at >= cut_time.t_cut as is_output
+        {% if bounds -%}
+        bars.bar_start_at >= {{ bqx_ts_literal(bounds[0]) }}
+        {%- else -%}
+        false
+        {%- endif %} as is_output
     from {{ bars_model }} as bars
-    cross join cut_time
-    cross join lower_time
-    where bars.bar_start_at >= lower_time.t_lb
+    where
+        {% if bounds -%}
+        bars.bar_start_at >= {{ bqx_ts_literal(bounds[1]) }}
+        {%- else -%}
+        false
+        {%- endif %}
 
 )
 {%- else -%}

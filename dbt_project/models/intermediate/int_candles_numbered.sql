@@ -7,6 +7,13 @@
 {{ config(
     unique_key=['pair', 'bar_start_at'],
     incremental_strategy='delete+insert',
+    indexes=[
+        {'columns': ['pair', 'bar_start_at'], 'unique': true},
+        {'columns': ['pair', 'bar_n'], 'unique': true},
+        {'columns': ['pair', 'ingested_at']},
+        {'columns': ['batch_id']},
+        {'columns': ['bar_start_at']},
+    ],
 ) }}
 
 {%- set exact = bqx_exact_int() %}
@@ -14,46 +21,54 @@
 with
 
 {% if is_incremental() %}
-
-seen as (
-
-    select pair, max(ingested_at) as seen_until
-    from {{ this }}
-    group by pair
-
+{#- Per pair: the first stored bar that is new or changed since this model last
+    read the pair (ingested_at after the newest one it holds) and the last bar
+    it keeps before it (the anchor its running sums continue from). Read with
+    run_query, one index walk per pair on PostgreSQL; literals below. -#}
+{%- set starts = [] -%}
+{%- if execute -%}
+{%- set sql -%}
+with seen as (
+    select
+        universe.pair,
+        coalesce(
+            (select max(t.ingested_at) from {{ this }} as t where t.pair = universe.pair),
+            cast('1900-01-01 00:00:00+00' as timestamp with time zone)
+        ) as seen_until
+    from {{ bqx_universe_relation() }}
 ),
 
 changed as (
-
     select
-        bars.pair,
-        min(bars.bar_start_at) as changed_from
-    from {{ ref('stg_oanda__candles') }} as bars
-    left join seen on bars.pair = seen.pair
-    where seen.seen_until is null or bars.ingested_at > seen.seen_until
-    group by bars.pair
+        seen.pair,
+        (select min(s.bar_start_at) from {{ ref('stg_oanda__candles') }} as s
+         where s.pair = seen.pair and s.ingested_at > seen.seen_until) as changed_from
+    from seen
+)
 
-),
-
-anchor_keys as (
-
-    select
-        kept.pair,
-        max(kept.bar_start_at) as bar_start_at
-    from {{ this }} as kept
-    inner join changed on kept.pair = changed.pair
-    where kept.bar_start_at < changed.changed_from
-    group by kept.pair
-
-),
+select
+    changed.pair,
+    changed.changed_from,
+    (select max(k.bar_start_at) from {{ this }} as k
+     where k.pair = changed.pair and k.bar_start_at < changed.changed_from) as anchor_at
+from changed
+where changed.changed_from is not null
+order by changed.pair
+{%- endset -%}
+{%- set starts = run_query(sql).rows -%}
+{%- endif %}
 
 anchors as (
 
     select kept.*
     from {{ this }} as kept
-    inner join anchor_keys
-        on kept.pair = anchor_keys.pair
-        and kept.bar_start_at = anchor_keys.bar_start_at
+    where
+        {% for row in starts if row[2] is not none -%}
+        (kept.pair = '{{ row[0] }}' and kept.bar_start_at = {{ bqx_ts_literal(row[2]) }})
+        {{- " or" if not loop.last }}
+        {% else -%}
+        false
+        {%- endfor %}
 
 ),
 
@@ -61,8 +76,13 @@ fresh as (
 
     select bars.*
     from {{ ref('stg_oanda__candles') }} as bars
-    inner join changed on bars.pair = changed.pair
-    where bars.bar_start_at >= changed.changed_from
+    where
+        {% for row in starts -%}
+        (bars.pair = '{{ row[0] }}' and bars.bar_start_at >= {{ bqx_ts_literal(row[1]) }})
+        {{- " or" if not loop.last }}
+        {% else -%}
+        false
+        {%- endfor %}
 
 ),
 
