@@ -565,18 +565,26 @@ class FeatureRefresher:
         """The newest bar start seen by :meth:`new_bars` (None before any)."""
         return self._seen[1] if self._seen else None
 
-    def refresh(self) -> dict[str, int]:
-        """Run the incremental models, then push the newest rows; rows written per view."""
+    def run_models(self) -> None:
+        """The incremental ``dbt run`` (each model rewrites its tail only)."""
         if self._dbt is None:
             build(self.settings, command="run")
-        else:
-            result = self._dbt.invoke(dbt_args(self.settings, "run") + ["--quiet"])
-            if not result.success:
-                raise FeaturesError(
-                    f"dbt run failed on {self.settings.warehouse}: "
-                    + (", ".join(_failed_nodes(self.settings)) or str(result.exception))
-                )
+            return
+        result = self._dbt.invoke(dbt_args(self.settings, "run") + ["--quiet"])
+        if not result.success:
+            raise FeaturesError(
+                f"dbt run failed on {self.settings.warehouse}: "
+                + (", ".join(_failed_nodes(self.settings)) or str(result.exception))
+            )
+
+    def push(self) -> dict[str, int]:
+        """The newest row of each pair to the online store; rows written per view."""
         return push_latest(self.settings, fs=self.fs)
+
+    def refresh(self) -> dict[str, int]:
+        """Run the incremental models, then push the newest rows; rows written per view."""
+        self.run_models()
+        return self.push()
 
 
 def serve(settings: Settings, host: str = "127.0.0.1", port: int = 6566) -> None:
