@@ -3,7 +3,7 @@
 Feast's app (``feast.feature_server.get_app``: push, materialize, health, docs and
 the rest) is served unchanged, with its auth and permission checks. One route is
 put in front of Feast's own ``/get-online-features``: the same request model, the
-same permission checks (``_get_features``), the same JSON body; when the online
+same permission checks (``_get_features``), the same JSON document; when the online
 store answered from packed rows (``bqx.online_store.BqxOnlineResponse``) the body
 is built from its arrays instead of converting one protobuf value at a time (9 ms
 for 28 pairs x 127 features in Feast's ``convert_response_to_dict``). Any other
@@ -18,9 +18,10 @@ from typing import Any, Optional
 
 def create_app(store, registry_ttl_sec: Optional[int] = None):
     """Feast's FastAPI app for ``store`` with the fast ``/get-online-features``."""
+    import orjson
     from fastapi import Depends
     from fastapi.concurrency import run_in_threadpool
-    from fastapi.responses import JSONResponse
+    from fastapi.responses import Response
     from feast.constants import DEFAULT_FEATURE_SERVER_REGISTRY_TTL
     from feast.feature_server import GetOnlineFeaturesRequest, _get_features, get_app
     from feast.feature_server_utils import convert_response_to_dict
@@ -64,7 +65,10 @@ def create_app(store, registry_ttl_sec: Optional[int] = None):
             assert_permissions(resource=features, actions=[AuthzedAction.READ_ONLINE])
         else:
             features = await _get_features(request, store)
-        return JSONResponse(content=await run_in_threadpool(read, request, features))
+        body = await run_in_threadpool(read, request, features)
+        # orjson: ~1 ms less than json for 3,556 floats; no NaN reaches it
+        # (non-finite values are strings in Feast's JSON, as in to_json_dict)
+        return Response(content=orjson.dumps(body), media_type="application/json")
 
     # routes match in order: ours (just appended) goes before Feast's
     routes = app.router.routes

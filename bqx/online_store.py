@@ -257,8 +257,9 @@ class BqxOnlineResponse(OnlineResponse):
                         v if v is None or math.isfinite(v) else _NON_FINITE.get(v, "NaN")
                         for v in values
                     ]
+                # the statuses and stamps lists are shared by a view's features
                 results.append(
-                    {"values": values, "statuses": list(statuses), "event_timestamps": list(stamps)}
+                    {"values": values, "statuses": statuses, "event_timestamps": stamps}
                 )
                 names.append(name)
         head["metadata"] = {**head.get("metadata", {}), "feature_names": names}
