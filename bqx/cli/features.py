@@ -136,6 +136,9 @@ def features_follow(
 
     Example, beside `bqx ingest follow` on the production deployment:
     `bqx features follow --interval 0.5`. Stop with Ctrl-C (between refreshes).
+    On the embedded DuckDB warehouse the file admits one process at a time, so
+    there it follows loads that come and go (`bqx ingest csv`, `backfill`), not a
+    running `bqx ingest follow`.
     """
     import time
 
