@@ -421,9 +421,11 @@ class BqxRedisOnlineStore(RedisOnlineStore):
                 return None
             layouts.append(layout)
 
-        # one HMGET per entity key, every view's packed row
+        # one HMGET per entity key, every view's packed row (views sharing join
+        # keys share the Redis hash of an entity)
         version = config.entity_key_serialization_version
-        entities: dict[tuple, tuple] = {}  # join keys -> (keys, indexes, rows)
+        entities: dict[tuple, tuple] = {}  # join keys -> (keys, indexes, rows, fields)
+        slots = []  # per view: (join keys, position of its field in the HMGET)
         for table, _ in grouped_refs:
             jk = tuple(table.join_keys)
             if jk not in entities:
@@ -434,35 +436,26 @@ class BqxRedisOnlineStore(RedisOnlineStore):
                     _redis_key(project, k, entity_key_serialization_version=version)
                     for k in utils._get_entity_key_protos(unique)
                 ]
-                entities[jk] = (keys, indexes, n_rows)
-        fields: dict[tuple, list[str]] = {}
-        for table, _ in grouped_refs:
-            fields.setdefault(tuple(table.join_keys), []).append(
-                f"_bqx:{_versioned_fv_name(table, config)}"
-            )
+                entities[jk] = (keys, indexes, n_rows, [])
+            view_fields = entities[jk][3]
+            slots.append((jk, len(view_fields)))
+            view_fields.append(f"_bqx:{_versioned_fv_name(table, config)}")
         client = self._get_client(config.online_store)
         with client.pipeline(transaction=False) as pipe:
-            for jk, (keys, _, _) in entities.items():
+            for keys, _, _, view_fields in entities.values():
                 for key in keys:
-                    pipe.hmget(key, fields[jk])
+                    pipe.hmget(key, view_fields)
             replies = iter(pipe.execute())
-        blobs_by_jk = {jk: [next(replies) for _ in entities[jk][0]] for jk in entities}
+        replies_by_jk = {jk: [next(replies) for _ in e[0]] for jk, e in entities.items()}
 
         blocks = []
-        position = {jk: 0 for jk in entities}
-        for (table, requested), layout in zip(grouped_refs, layouts):
-            jk = tuple(table.join_keys)
-            view_index = position[jk]
-            position[jk] += 1
-            _, indexes, n_rows = entities[jk]
-            blobs = [reply[view_index] for reply in blobs_by_jk[jk]]
-            block = _decode(layout, blobs, indexes, n_rows)
+        for (table, requested), layout, (jk, slot) in zip(grouped_refs, layouts, slots):
+            _, indexes, n_rows, _ = entities[jk]
+            blobs = [reply[slot] for reply in replies_by_jk[jk]]
+            prefix = f"{table.projection.name_to_use()}__" if full_feature_names else ""
+            block = _decode(layout, blobs, indexes, n_rows, requested, prefix)
             if block is None:
                 return None  # written before a schema change: Feast's path
-            prefix = f"{table.projection.name_to_use()}__" if full_feature_names else ""
-            block.names = [prefix + name for name in requested]
-            block.kinds = [layout.kinds[layout.names.index(n)] for n in requested]
-            block.columns = [layout.names.index(n) for n in requested]
             blocks.append(block)
 
         utils._drop_unneeded_columns(head, requested_result_row_names)
@@ -475,8 +468,11 @@ def _decode(
     blobs: Sequence[Optional[bytes]],
     indexes: Sequence[Sequence[int]],
     n_rows: int,
+    requested: Sequence[str],
+    prefix: str,
 ) -> Optional[_Block]:
-    """Spread the packed rows of the unique entities over the output rows."""
+    """The requested features of one view: the packed rows of the unique entities
+    spread over the output rows (None: a row of another schema)."""
     n = len(layout.names)
     found = np.zeros(n_rows, dtype=bool)
     ts = np.zeros(n_rows, dtype=np.int64)
@@ -495,4 +491,13 @@ def _decode(
             ts[out] = rows["ts"][r]
             nulls[out] = rows["null"][r] != 0
             values[out] = rows["val"][r]
-    return _Block([], [], [], found, ts, nulls, values)
+    columns = [layout.names.index(name) for name in requested]
+    return _Block(
+        names=[prefix + name for name in requested],
+        kinds=[layout.kinds[j] for j in columns],
+        columns=columns,
+        found=found,
+        ts=ts,
+        nulls=nulls,
+        values=values,
+    )
