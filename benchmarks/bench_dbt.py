@@ -48,6 +48,37 @@ START = pd.Timestamp("2024-01-01", tz="UTC")  # a Monday
 COMMAND = "run"  # or "build" (--command)
 
 
+def phases(log: Path, started: float, ended: float) -> str:
+    """Where the wall time of the last dbt invocation went, from its log.
+
+    Python start and imports (until dbt logs its version), project parse (until
+    it lists the nodes), the models, and the exit (closing the warehouse: for
+    DuckDB, the checkpoint that writes what is still in its WAL).
+    """
+    import datetime as dt
+    import re
+
+    marks: dict[str, float] = {}
+    day = dt.datetime.fromtimestamp(started).date()
+    for line in log.read_text(errors="replace").splitlines():
+        m = re.search(r"(\d\d:\d\d:\d\d\.\d{6}) \[", line[:40])
+        if not m:
+            continue
+        t = dt.datetime.combine(day, dt.time.fromisoformat(m.group(1))).timestamp()
+        if "Running with dbt=" in line:
+            marks = {"start": t}
+        elif line.find("Found ") > 0 and "start" in marks:
+            marks["parsed"] = t
+        elif "Command `dbt" in line and "start" in marks:
+            marks["done"] = t
+    if len(marks) < 3:
+        return "phases: not in the log"
+    return (
+        f"imports {marks['start'] - started:.1f} s, parse {marks['parsed'] - marks['start']:.1f} s, "
+        f"models {marks['done'] - marks['parsed']:.1f} s, exit {ended - marks['done']:.1f} s"
+    )
+
+
 def dbt_run(settings: Settings, *extra: str) -> tuple[float, float, int]:
     """``dbt run`` on the settings' warehouse: (wall s, model s, peak RSS bytes)."""
     target = settings.data_dir / "dbt_target"
@@ -58,12 +89,14 @@ def dbt_run(settings: Settings, *extra: str) -> tuple[float, float, int]:
         "--vars", json.dumps({"pairs": list(UNIVERSE_28)}), *extra,
     ]  # fmt: skip
     env = {**os.environ, **settings.as_env()}
+    started = time.time()
     t0 = time.perf_counter()
     proc = subprocess.Popen(
         cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
     out, _ = proc.communicate()
     wall = time.perf_counter() - t0
+    ended = time.time()
     if proc.returncode != 0:
         sys.exit(f"dbt {COMMAND} failed:\n{out.decode()[-4000:]}")
     results = json.loads((target / "run_results.json").read_text())["results"]
@@ -77,6 +110,7 @@ def dbt_run(settings: Settings, *extra: str) -> tuple[float, float, int]:
             for r in slowest
         )
     )
+    print("    " + phases(settings.data_dir / "dbt_logs" / "dbt.log", started, ended))
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
     return wall, model_s, peak
 

@@ -188,6 +188,37 @@ extrema as (
     {{ bqx_make_folder(env_var('BQX_MARTS_DIR', '../.bqx/marts')) }}
 {%- endmacro %}
 
+{#- Whether this incremental run computes its windowed sums, lags and
+    extrema per written row (bqx_tail_per_row) rather than with window
+    functions over the whole lookback. PostgreSQL: when no pair writes more
+    than var per_row_max_rows rows (a one-minute refresh of `bqx features
+    follow`); each lookup is then a walk of the (pair, bar_n) index. DuckDB:
+    never (it has no such index, and its window passes are cheap). -#}
+{% macro bqx_per_row_tail() -%}
+    {{ return(adapter.dispatch('bqx_per_row_tail', 'bqx')()) }}
+{%- endmacro %}
+{% macro default__bqx_per_row_tail() -%}
+    {%- set rows = bqx_tail_rows_max() -%}
+    {{ return(rows is not none and rows <= var('per_row_max_rows')) }}
+{%- endmacro %}
+{% macro duckdb__bqx_per_row_tail() -%}
+    {{ return(false) }}
+{%- endmacro %}
+
+{#- Indexes of a model: PostgreSQL walks them (incremental tail lookups, the
+    point-in-time join). DuckDB gets none: its scans need no index, and ART
+    indexes would be rewritten at checkpoints, held in memory and, when the
+    table is replaced, leave free blocks behind in the warehouse file. -#}
+{% macro bqx_indexes(indexes) -%}
+    {{ return(adapter.dispatch('bqx_indexes', 'bqx')(indexes)) }}
+{%- endmacro %}
+{% macro default__bqx_indexes(indexes) -%}
+    {{ return(indexes) }}
+{%- endmacro %}
+{% macro duckdb__bqx_indexes(indexes) -%}
+    {{ return([]) }}
+{%- endmacro %}
+
 {#- Ends a CTE body that later CTEs reference many times per row: PostgreSQL
     pulls simple subqueries up and so re-evaluates their expressions at every
     reference (numeric arithmetic, many times over); `offset 0` keeps it a
@@ -200,12 +231,17 @@ extrema as (
 
 {#- Per-model session settings, run as a pre-hook inside the model's
     transaction: PostgreSQL's default work_mem (4MB) sends every window sort
-    of a mart to disk. -#}
+    of a mart to disk; and no JIT: the planner's cost of a refresh that
+    looks rows up per written row (bqx_per_row_tail) is far above
+    jit_above_cost, and compiling it took 6-12 s for a query that runs in
+    milliseconds. -#}
 {% macro bqx_model_tuning() -%}
     {{ return(adapter.dispatch('bqx_model_tuning', 'bqx')()) }}
 {%- endmacro %}
 {% macro default__bqx_model_tuning() -%}
-    set local work_mem = '{{ var("pg_work_mem", "256MB") }}'
+    select
+        set_config('work_mem', '{{ var("pg_work_mem", "256MB") }}', true),
+        set_config('jit', 'off', true)
 {%- endmacro %}
 {% macro duckdb__bqx_model_tuning() -%}
     select 1

@@ -81,6 +81,26 @@ order by bars.pair
 
 {%- endmacro %}
 
+{#- Incremental run: the most rows any pair writes (its newest bar_n minus its
+    cut, plus one; index walks on PostgreSQL). none on a full build or when
+    nothing is written. Lets a mart pick a per-row plan for a short tail. -#}
+{% macro bqx_tail_rows_max() -%}
+{%- if not (execute and is_incremental()) -%}{{ return(none) }}{%- endif -%}
+{%- set cuts = bqx_tail_cuts() -%}
+{%- if not cuts -%}{{ return(none) }}{%- endif -%}
+{%- set sql -%}
+select max(n) from (
+    {% for row in cuts -%}
+    select max(bar_n) - {{ row[1] }} + 1 as n
+    from {{ ref('int_candles_numbered') }}
+    where pair = '{{ row[0] }}'
+    {{ "union all" if not loop.last }}
+    {% endfor %}
+) as written
+{%- endset -%}
+{{ return(run_query(sql).rows[0][0]) }}
+{%- endmacro %}
+
 {#- Inputs of a per-pair mart: the rows of int_candles_numbered it reads and
     which of them it writes (is_output).
 
@@ -127,21 +147,37 @@ inputs as (
 {%- endif -%}
 {%- endmacro %}
 
-{#- Common config of the per-(pair, bar) marts. -#}
+{#- Common config of the per-(pair, bar) marts. On PostgreSQL the
+    point-in-time join (bqx.offline_store.BqxPostgresOfflineStore) walks the
+    (pair, event_timestamp) index once per entity row. -#}
 {% macro bqx_mart_config() -%}
 {{ config(
     unique_key=['pair', 'event_timestamp'],
     incremental_strategy='delete+insert',
+    indexes=bqx_indexes([{'columns': ['pair', 'event_timestamp'], 'unique': true}]),
 ) }}
+{%- endmacro %}
+
+{#- The value of column `col` of int_candles_numbered `w` bars back in the
+    pair, for a row of `inputs`: lag() over `window w_pair as (partition by
+    pair order by bar_n)`, or, when `per_row` (bqx_per_row_tail), a lookup
+    of bar_n - w (then `inputs` need not hold the lookback). -#}
+{% macro bqx_lag(col, w, per_row=false) -%}
+    {%- if per_row -%}
+    (select lagged.{{ col }} from {{ ref('int_candles_numbered') }} as lagged
+     where lagged.pair = inputs.pair and lagged.bar_n = inputs.bar_n - {{ w }})
+    {%- else -%}
+    lag({{ col }}, {{ w }}) over w_pair
+    {%- endif -%}
 {%- endmacro %}
 
 {#- Sum of the last `w` rows of a column from its running sum `cum_col`
     (exact when the running sum is an exact integer type); null for n < w-1.
-    Needs `window w_pair as (partition by pair order by bar_n)`. -#}
-{% macro bqx_wsum_from_cum(cum_col, w) -%}
+    Rows of `inputs`; see bqx_lag. -#}
+{% macro bqx_wsum_from_cum(cum_col, w, per_row=false) -%}
     case
         when bar_n = {{ w - 1 }} then {{ cum_col }}
-        when bar_n >= {{ w }} then {{ cum_col }} - lag({{ cum_col }}, {{ w }}) over w_pair
+        when bar_n >= {{ w }} then {{ cum_col }} - {{ bqx_lag(cum_col, w, per_row) }}
     end
 {%- endmacro %}
 
@@ -184,11 +220,16 @@ base_closes as (
 {#- Inputs of a cross-pair mart (corr, strength, tri): all pairs' rows in a
     time range. Full build: every row. Incremental: t_cut is the earliest
     cut bar over all pairs (bqx_tail_cuts); the mart rewrites every pair's
-    rows from t_cut and reads from t_lb, the earliest time at which some pair
-    with rows after t_cut still has `lookback` of its own bars before t_cut.
-    Both are read with run_query (index walks per pair on PostgreSQL) and
-    given to the model as literals. -#}
-{% macro bqx_cross_tail_inputs(lookback) -%}
+    rows from t_cut and reads from t_lb. The floor of t_lb is the earliest
+    time at which some pair with rows after t_cut still has `lookback` of
+    its own bars before t_cut. A mart whose lookback is counted in shared
+    timestamps (corr: common timestamps of a link; tri: complete triangles)
+    passes `bound`, a macro (t_cut, t_floor) -> SQL of one timestamp: the
+    earliest of the rows its windows reach before t_cut, found between the
+    floor and t_cut (index walks per link on PostgreSQL); t_lb is then that
+    timestamp, or the floor when there is none. All are read with run_query
+    and given to the model as literals. -#}
+{% macro bqx_cross_tail_inputs(lookback, bound=none) -%}
 {%- set bars_model = ref('int_candles_numbered') -%}
 {%- if is_incremental() -%}
 {%- set cuts = bqx_tail_cuts() -%}
@@ -210,7 +251,14 @@ inner join {{ bars_model }} as b
     on b.pair = first_out.pair
     and b.bar_n = greatest(first_out.out_n - {{ lookback }}, 0)
 {%- endset -%}
-{%- set bounds = (t_cut, run_query(sql).rows[0][0]) -%}
+{%- set t_floor = run_query(sql).rows[0][0] -%}
+{%- set bounds = (t_cut, t_floor) -%}
+{%- if bound is not none and t_floor is not none -%}
+{%- set t_lb = run_query(bound(t_cut, t_floor)).rows[0][0] -%}
+{%- if t_lb is not none -%}
+{%- set bounds = (t_cut, t_lb) -%}
+{%- endif -%}
+{%- endif -%}
 {%- endif -%}
 inputs as (
 

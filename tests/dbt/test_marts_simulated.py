@@ -7,7 +7,9 @@ independent numpy/pandas implementation in reference.py, on the same raw bars.
 The universe (6 pairs: all four correlation categories, two triangles)
 spans a weekend gap and has the simulator's missing minutes; about 4,500 bars
 per pair before the split, so every window (up to 2,880) has values and the
-refresh reads a full lookback.
+refresh reads a full lookback. The day is refreshed in two runs: all but its
+last minutes (a long tail), then those minutes (a short tail, as `bqx features
+follow` refreshes: PostgreSQL computes window extrema per written row).
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from tests.dbt.conftest import load, query, raw_bars, run_dbt
 
 PAIRS = ["AUD_USD", "EUR_GBP", "EUR_JPY", "EUR_USD", "GBP_USD", "USD_JPY"]
 START, SPLIT, END = "2024-01-04", "2024-01-09", "2024-01-10"
+LAST_MINUTES = "2024-01-09 23:56"  # bars from here arrive in a third run
+PER_ROW_MARTS = ["features_bqx", "features_vwap", "features_reg", "features_volatility"]
 MARTS = list(reference.MARTS)
 
 
@@ -38,8 +42,17 @@ def built(adapter_settings):
     written = {}  # Parquet file -> mtime after the first build (DuckDB)
     if settings.warehouse == "duckdb":
         written = {p: p.stat().st_mtime_ns for p in settings.marts_dir.glob("*/*")}
-    load(settings, bars[bars["bar_start"] >= SPLIT])
+    last = bars["bar_start"] >= pd.Timestamp(LAST_MINUTES, tz="UTC")
+    load(settings, bars[(bars["bar_start"] >= SPLIT) & ~last])
     run_dbt(settings, "build", pairs=PAIRS)
+    load(settings, bars[last])
+    run_dbt(settings, "run", pairs=PAIRS)
+    compiled = features.dbt_target(settings) / "compiled" / "bqx" / "models" / "marts"
+    per_row = {  # which plan the short tail compiled to (see bqx_per_row_tail)
+        m: "as lagged" in (compiled / f"{m}.sql").read_text()
+        or "as window_rows" in (compiled / f"{m}.sql").read_text()
+        for m in PER_ROW_MARTS
+    }
     batches = query(
         settings,
         "select batch_id, count(*) as n from intermediate.int_candles_numbered "
@@ -69,6 +82,8 @@ def built(adapter_settings):
         "ref": ref,
         "batches": batches,
         "n_first": len(first),
+        "n_last": int(last.sum()),
+        "per_row": per_row,
         "n_all": len(bars),
         "parquet": parquet,
         "stale_day_left": stale_left,
@@ -83,11 +98,19 @@ def built(adapter_settings):
 
 def test_refresh_rewrote_only_new_bars(built):
     batches = built["batches"]
-    assert len(batches) == 2
+    assert len(batches) == 3
     assert batches["n"].tolist() == [
         built["n_first"],
-        built["n_all"] - built["n_first"],
+        built["n_all"] - built["n_first"] - built["n_last"],
+        built["n_last"],
     ]
+
+
+def test_short_tail_plan_is_per_row_on_postgres_only(built, adapter_settings):
+    # the final frames of the short tail are compared with the full rebuild and
+    # the reference below; this shows which plan produced them
+    expected = adapter_settings.warehouse == "postgres"
+    assert built["per_row"] == {m: expected for m in PER_ROW_MARTS}
 
 
 @pytest.mark.parametrize("mart", MARTS)

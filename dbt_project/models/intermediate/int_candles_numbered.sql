@@ -7,13 +7,13 @@
 {{ config(
     unique_key=['pair', 'bar_start_at'],
     incremental_strategy='delete+insert',
-    indexes=[
+    indexes=bqx_indexes([
         {'columns': ['pair', 'bar_start_at'], 'unique': true},
         {'columns': ['pair', 'bar_n'], 'unique': true},
         {'columns': ['pair', 'ingested_at']},
         {'columns': ['batch_id']},
         {'columns': ['bar_start_at']},
-    ],
+    ]),
 ) }}
 
 {%- set exact = bqx_exact_int() %}

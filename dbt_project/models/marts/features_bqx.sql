@@ -2,9 +2,12 @@
 {{ bqx_mart_config() }}
 {%- set windows = var('bqx_windows') %}
 
+{#- a one-minute refresh (PostgreSQL): lags looked up per written row -#}
+{%- set per_row = bqx_per_row_tail() %}
+
 with
 
-{{ bqx_tail_inputs(lookback=windows | max) }},
+{{ bqx_tail_inputs(lookback=0 if per_row else windows | max) }},
 
 computed as (
 
@@ -15,8 +18,8 @@ computed as (
         {% for w in windows -%}
         case
             when bar_n >= {{ w }}
-                then 100 * (close_price - lag(close_price, {{ w }}) over w_pair)
-                    / lag(close_price, {{ w }}) over w_pair
+                then 100 * (close_price - {{ bqx_lag('close_price', w, per_row) }})
+                    / {{ bqx_lag('close_price', w, per_row) }}
         end as bqx_{{ w }},
         {% endfor -%}
         is_output

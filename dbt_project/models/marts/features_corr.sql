@@ -16,7 +16,7 @@
 
 with
 
-{{ bqx_cross_tail_inputs(lookback=var('cross_lookback_bars')) }},
+{{ bqx_cross_tail_inputs(lookback=var('cross_lookback_bars'), bound=bqx_corr_tail_bound) }},
 
 {% if links | length > 0 -%}
 links as (

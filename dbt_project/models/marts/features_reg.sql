@@ -10,9 +10,12 @@
 {%- set exact = bqx_exact_int() %}
 {%- set dbl = bqx_double() %}
 
+{#- a one-minute refresh (PostgreSQL): lags looked up per written row -#}
+{%- set per_row = bqx_per_row_tail() %}
+
 with
 
-{{ bqx_tail_inputs(lookback=windows | max) }},
+{{ bqx_tail_inputs(lookback=0 if per_row else windows | max) }},
 
 {{ bqx_base_closes_cte() }},
 
@@ -24,10 +27,10 @@ window_sums as (
         bar_start_at,
         close_points,
         {% for w in windows -%}
-        {{ bqx_wsum_from_cum('cum_y', w) }} as sy_{{ w }},
-        {{ bqx_wsum_from_cum('cum_jy', w) }} as t1_{{ w }},
-        {{ bqx_wsum_from_cum('cum_j2y', w) }} as t2_{{ w }},
-        {{ bqx_wsum_from_cum('cum_y2', w) }} as syy_{{ w }},
+        {{ bqx_wsum_from_cum('cum_y', w, per_row) }} as sy_{{ w }},
+        {{ bqx_wsum_from_cum('cum_jy', w, per_row) }} as t1_{{ w }},
+        {{ bqx_wsum_from_cum('cum_j2y', w, per_row) }} as t2_{{ w }},
+        {{ bqx_wsum_from_cum('cum_y2', w, per_row) }} as syy_{{ w }},
         {% endfor -%}
         is_output
     from inputs

@@ -10,7 +10,7 @@
 
 with
 
-{{ bqx_cross_tail_inputs(lookback=var('cross_lookback_bars')) }},
+{{ bqx_cross_tail_inputs(lookback=var('cross_lookback_bars'), bound=bqx_tri_tail_bound) }},
 
 {% if triangles | length > 0 -%}
 triangles as (

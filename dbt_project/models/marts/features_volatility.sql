@@ -3,11 +3,39 @@
     (O(rows) for any window; equal returns give exactly zero variance). -#}
 {{ bqx_mart_config() }}
 {%- set windows = var('bqx_windows') %}
+{#- a one-minute refresh (PostgreSQL): window sums and extrema per written
+    row, each one aggregate over its largest window read by the (pair, bar_n)
+    index, not window passes over the whole lookback -#}
+{%- set per_row = bqx_per_row_tail() %}
 
 with
 
-{{ bqx_tail_inputs(lookback=windows | max) }},
+{{ bqx_tail_inputs(lookback=0 if per_row else windows | max) }},
 
+{% if per_row -%}
+extrema as (
+
+    select
+        inputs.*,
+        window_rows.*
+    from inputs
+    cross join lateral (
+        select
+            {% for w in windows -%}
+            {%- set in_window = "where bars.bar_n > inputs.bar_n - " ~ w -%}
+            sum(coalesce(bars.log_return, 0)) filter ({{ in_window }}) as sr_{{ w }},
+            sum(coalesce(bars.log_return * bars.log_return, 0)) filter ({{ in_window }}) as sr2_{{ w }},
+            max(bars.high_price) filter ({{ in_window }}) as max_high_{{ w }},
+            min(bars.low_price) filter ({{ in_window }}) as min_low_{{ w }}{{ "," if not loop.last }}
+            {% endfor %}
+        from {{ ref('int_candles_numbered') }} as bars
+        where bars.pair = inputs.pair
+            and bars.bar_n <= inputs.bar_n
+            and bars.bar_n > inputs.bar_n - {{ windows | max }}
+    ) as window_rows
+
+),
+{%- else -%}
 running as (
 
     select
@@ -37,6 +65,7 @@ moments as (
 ),
 
 {{ bqx_window_extrema_ctes('moments', windows) }},
+{%- endif %}
 
 computed as (
 

@@ -3,9 +3,12 @@
 {{ bqx_mart_config() }}
 {%- set windows = var('bqx_windows') %}
 
+{#- a one-minute refresh (PostgreSQL): lags looked up per written row -#}
+{%- set per_row = bqx_per_row_tail() %}
+
 with
 
-{{ bqx_tail_inputs(lookback=windows | max) }},
+{{ bqx_tail_inputs(lookback=0 if per_row else windows | max) }},
 
 sums as (
 
@@ -14,8 +17,8 @@ sums as (
         bar_start_at,
         close_price,
         {% for w in windows -%}
-        {{ bqx_wsum_from_cum('cum_v', w) }} as sum_v_{{ w }},
-        {{ bqx_wsum_from_cum('cum_tpv3', w) }} as sum_tpv3_{{ w }},
+        {{ bqx_wsum_from_cum('cum_v', w, per_row) }} as sum_v_{{ w }},
+        {{ bqx_wsum_from_cum('cum_tpv3', w, per_row) }} as sum_tpv3_{{ w }},
         {% endfor -%}
         is_output
     from inputs

@@ -1,0 +1,81 @@
+{#- Lookback bounds of the cross-pair marts for an incremental run
+    (bqx_cross_tail_inputs(bound=...)). Each returns the SQL of one
+    timestamp: the earliest row, between t_floor and t_cut, that a window of
+    the mart ending at or after t_cut reaches. The search walks back from
+    t_cut and stops after a window's worth of rows (LIMIT), so on PostgreSQL
+    it is index walks of (pair, bar_start_at), not a scan of the day. -#}
+
+{#- corr: per link (p, o), the max(corr_windows) - 1 latest timestamps before
+    t_cut at which both pairs have a return (the rows a window ending at or
+    after t_cut can hold before t_cut). -#}
+{% macro bqx_corr_tail_bound(t_cut, t_floor) -%}
+{%- set bars = ref('int_candles_numbered') -%}
+{%- set links = bqx_corr_links() -%}
+{%- set w = var('corr_windows') | max -%}
+{%- if not links -%}
+select cast(null as timestamp with time zone)
+{%- else -%}
+select min(common.bar_start_at)
+from (values
+    {% for l in links -%}
+    ('{{ l.p }}', '{{ l.o }}'){{ "," if not loop.last }}
+    {% endfor -%}
+) as links (pair_p, pair_o)
+cross join lateral (
+    select p.bar_start_at
+    from {{ bars }} as p
+    where p.pair = links.pair_p
+        and p.bar_start_at < {{ bqx_ts_literal(t_cut) }}
+        and p.bar_start_at >= {{ bqx_ts_literal(t_floor) }}
+        and p.log_return is not null
+        and exists (
+            select 1
+            from {{ bars }} as o
+            where o.pair = links.pair_o
+                and o.bar_start_at = p.bar_start_at
+                and o.log_return is not null
+        )
+    order by p.bar_start_at desc
+    limit {{ [w - 1, 1] | max }}
+) as common
+{%- endif -%}
+{%- endmacro %}
+
+{#- tri: per pair P with a triangle, the tri_z_window latest timestamps before
+    t_cut at which P and both legs of one of its triangles have a bar (the
+    earlier tri_err_mean values a z-score at or after t_cut uses). -#}
+{% macro bqx_tri_tail_bound(t_cut, t_floor) -%}
+{%- set bars = ref('int_candles_numbered') -%}
+{%- set triangles = bqx_triangles() -%}
+{%- if not triangles -%}
+select cast(null as timestamp with time zone)
+{%- else -%}
+with triangles (pair, leg1, leg2) as (
+    values
+    {% for t in triangles -%}
+    ('{{ t.pair }}', '{{ t.leg1 }}', '{{ t.leg2 }}'){{ "," if not loop.last }}
+    {% endfor -%}
+)
+
+select min(complete.bar_start_at)
+from (select distinct pair from triangles) as tri_pairs
+cross join lateral (
+    select p.bar_start_at
+    from {{ bars }} as p
+    where p.pair = tri_pairs.pair
+        and p.bar_start_at < {{ bqx_ts_literal(t_cut) }}
+        and p.bar_start_at >= {{ bqx_ts_literal(t_floor) }}
+        and exists (
+            select 1
+            from triangles
+            inner join {{ bars }} as l1
+                on l1.pair = triangles.leg1 and l1.bar_start_at = p.bar_start_at
+            inner join {{ bars }} as l2
+                on l2.pair = triangles.leg2 and l2.bar_start_at = p.bar_start_at
+            where triangles.pair = p.pair
+        )
+    order by p.bar_start_at desc
+    limit {{ var('tri_z_window') }}
+) as complete
+{%- endif -%}
+{%- endmacro %}
