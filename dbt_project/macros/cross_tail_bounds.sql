@@ -15,19 +15,8 @@
 {%- if not links -%}
 select cast(null as timestamp with time zone)
 {%- else -%}
-select min(common.bar_start_at)
-from (values
-    {% for l in links -%}
-    ('{{ l.p }}', '{{ l.o }}'){{ "," if not loop.last }}
-    {% endfor -%}
-) as links (pair_p, pair_o)
-cross join lateral (
-    select p.bar_start_at
-    from {{ bars }} as p
-    where p.pair = links.pair_p
-        and p.bar_start_at < {{ bqx_ts_literal(t_cut) }}
-        and p.bar_start_at >= {{ bqx_ts_literal(t_floor) }}
-        and p.log_return is not null
+{%- set both_returns -%}
+p.log_return is not null
         and exists (
             select 1
             from {{ bars }} as o
@@ -35,9 +24,14 @@ cross join lateral (
                 and o.bar_start_at = p.bar_start_at
                 and o.log_return is not null
         )
-    order by p.bar_start_at desc
-    limit {{ [w - 1, 1] | max }}
-) as common
+{%- endset %}
+select min(common.bar_start_at)
+from (values
+    {% for l in links -%}
+    ('{{ l.p }}', '{{ l.o }}'){{ "," if not loop.last }}
+    {% endfor -%}
+) as links (pair_p, pair_o)
+cross join lateral {{ bqx_walk_back('links.pair_p', t_cut, t_floor, [w - 1, 1] | max, both_returns) }} as common
 {%- endif -%}
 {%- endmacro %}
 
@@ -50,6 +44,17 @@ cross join lateral (
 {%- if not triangles -%}
 select cast(null as timestamp with time zone)
 {%- else -%}
+{%- set triangle_complete -%}
+exists (
+            select 1
+            from triangles
+            inner join {{ bars }} as l1
+                on l1.pair = triangles.leg1 and l1.bar_start_at = p.bar_start_at
+            inner join {{ bars }} as l2
+                on l2.pair = triangles.leg2 and l2.bar_start_at = p.bar_start_at
+            where triangles.pair = p.pair
+        )
+{%- endset %}
 with triangles (pair, leg1, leg2) as (
     values
     {% for t in triangles -%}
@@ -59,23 +64,21 @@ with triangles (pair, leg1, leg2) as (
 
 select min(complete.bar_start_at)
 from (select distinct pair from triangles) as tri_pairs
-cross join lateral (
+cross join lateral {{ bqx_walk_back('tri_pairs.pair', t_cut, t_floor, var('tri_z_window'), triangle_complete) }} as complete
+{%- endif -%}
+{%- endmacro %}
+
+{#- The newest `n` bars of a pair (`pair_expr`) before t_cut, from t_floor on,
+    that meet `condition` (SQL over alias p), newest first: a LATERAL body. -#}
+{% macro bqx_walk_back(pair_expr, t_cut, t_floor, n, condition) -%}
+(
     select p.bar_start_at
-    from {{ bars }} as p
-    where p.pair = tri_pairs.pair
+    from {{ ref('int_candles_numbered') }} as p
+    where p.pair = {{ pair_expr }}
         and p.bar_start_at < {{ bqx_ts_literal(t_cut) }}
         and p.bar_start_at >= {{ bqx_ts_literal(t_floor) }}
-        and exists (
-            select 1
-            from triangles
-            inner join {{ bars }} as l1
-                on l1.pair = triangles.leg1 and l1.bar_start_at = p.bar_start_at
-            inner join {{ bars }} as l2
-                on l2.pair = triangles.leg2 and l2.bar_start_at = p.bar_start_at
-            where triangles.pair = p.pair
-        )
+        and {{ condition }}
     order by p.bar_start_at desc
-    limit {{ var('tri_z_window') }}
-) as complete
-{%- endif -%}
+    limit {{ n }}
+)
 {%- endmacro %}
