@@ -189,7 +189,7 @@ extrema as (
 {%- endmacro %}
 
 {#- Whether this incremental run computes its windowed sums, lags and
-    extrema per written row (bqx_tail_per_row) rather than with window
+    extrema per written row (bqx_lag, features_volatility) rather than with window
     functions over the whole lookback. PostgreSQL: when no pair writes more
     than var per_row_max_rows rows (a one-minute refresh of `bqx features
     follow`); each lookup is then a walk of the (pair, bar_n) index. DuckDB:
