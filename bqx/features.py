@@ -121,6 +121,9 @@ def dbt_target(settings: Settings) -> Path:
     return settings.data_dir / "dbt_target"
 
 
+_FAILED = ("error", "fail", "runtime error")  # dbt result statuses of a failure
+
+
 def _failed_nodes(settings: Settings) -> list[str]:
     """The failing nodes of the last dbt invocation (from run_results.json)."""
     path = dbt_target(settings) / "run_results.json"
@@ -131,7 +134,7 @@ def _failed_nodes(settings: Settings) -> list[str]:
     return [
         f"{r['unique_id'].split('.')[-1]} ({r['status']})"
         for r in results
-        if r.get("status") in ("error", "fail", "runtime error")
+        if r.get("status") in _FAILED
     ]
 
 
@@ -586,8 +589,7 @@ class FeatureRefresher:
             failed = [
                 f"{r.node.name} ({getattr(r.status, 'value', r.status)})"
                 for r in getattr(result.result, "results", None) or []
-                if getattr(r.status, "value", r.status)
-                in ("error", "fail", "runtime error")
+                if getattr(r.status, "value", r.status) in _FAILED
             ]
             raise FeaturesError(
                 f"dbt run failed on {self.settings.warehouse}: "
