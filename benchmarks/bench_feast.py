@@ -193,131 +193,142 @@ def main() -> None:
                 f"pit production {n:,} rows", t(), "s", "tft_v1, sort-merge per view"
             )
 
-        if "online" not in PARTS:
-            return
-        rows = [{"pair": p} for p in PAIRS]
-        # what an app does: one call for every pair, values as Python objects;
-        # Feast's stock Redis read of the same keys is the reference
-        from feast.infra.online_stores.redis import RedisOnlineStore
+        if "online" in PARTS:
+            online_latency(fs, pfs, prod)
+        if "freshness" in PARTS:
+            freshness(pfs, prod, bars)
 
-        redis_store = pfs._get_provider().online_store
-        readers = {
-            "redis (bqx store)": lambda svc: pfs.get_online_features(
-                features=svc, entity_rows=rows
-            ).to_dict(),
-            "redis (Feast's stock read, same keys)": lambda svc: (
-                RedisOnlineStore.get_online_features(
-                    redis_store, pfs.config, svc, rows, pfs.registry, pfs.project
-                ).to_dict()
-            ),
-            "sqlite (Feast's store)": lambda svc: fs.get_online_features(
-                features=svc, entity_rows=rows
-            ).to_dict(),
-        }
-        for name, read in readers.items():
-            svc = (fs if name.startswith("sqlite") else pfs).get_feature_service(
-                "online_v1"
-            )
-            read(svc)
-            p50, p99 = latency(lambda: read(svc), 2000)
-            figure(
-                f"online sdk {name} p50",
-                p50,
-                "ms",
-                "28 pairs x online_v1, one call + to_dict()",
-            )
-            figure(f"online sdk {name} p99", p99, "ms", "2,000 calls")
 
-        port = free_port()
-        env = {**os.environ, **prod.as_env()}
-        server = subprocess.Popen(
-            [sys.executable, "-m", "bqx.cli.main", "serve", "--port", str(port)],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+def online_latency(fs, pfs, prod) -> None:
+    """p50/p99 of one read of online_v1 for all pairs: SDK (bqx Redis store,
+    Feast's stock Redis read, SQLite) and HTTP (`bqx serve`) at 100 requests/s."""
+    rows = [{"pair": p} for p in PAIRS]
+    # what an app does: one call for every pair, values as Python objects;
+    # Feast's stock Redis read of the same keys is the reference
+    from feast.infra.online_stores.redis import RedisOnlineStore
+
+    redis_store = pfs._get_provider().online_store
+    readers = {
+        "redis (bqx store)": lambda svc: pfs.get_online_features(
+            features=svc, entity_rows=rows
+        ).to_dict(),
+        "redis (Feast's stock read, same keys)": lambda svc: (
+            RedisOnlineStore.get_online_features(
+                redis_store, pfs.config, svc, rows, pfs.registry, pfs.project
+            ).to_dict()
+        ),
+        "sqlite (Feast's store)": lambda svc: fs.get_online_features(
+            features=svc, entity_rows=rows
+        ).to_dict(),
+    }
+    for name, read in readers.items():
+        svc = (fs if name.startswith("sqlite") else pfs).get_feature_service(
+            "online_v1"
+        )
+        read(svc)
+        p50, p99 = latency(lambda: read(svc), 2000)
+        figure(
+            f"online sdk {name} p50",
+            p50,
+            "ms",
+            "28 pairs x online_v1, one call + to_dict()",
+        )
+        figure(f"online sdk {name} p99", p99, "ms", "2,000 calls")
+
+    port = free_port()
+    env = {**os.environ, **prod.as_env()}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "bqx.cli.main", "serve", "--port", str(port)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    body = json.dumps(
+        {"feature_service": "online_v1", "entities": {"pair": PAIRS}}
+    ).encode()
+
+    def call() -> None:
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{port}/get-online-features", data=body,
+            headers={"Content-Type": "application/json"},
         )  # fmt: skip
-        body = json.dumps(
-            {"feature_service": "online_v1", "entities": {"pair": PAIRS}}
-        ).encode()
+        urllib.request.urlopen(req, timeout=5).read()
 
-        def call() -> None:
-            req = urllib.request.Request(
-                f"http://127.0.0.1:{port}/get-online-features", data=body,
-                headers={"Content-Type": "application/json"},
-            )  # fmt: skip
-            urllib.request.urlopen(req, timeout=5).read()
-
-        try:
-            for _ in range(120):
-                try:
-                    call()
-                    break
-                except OSError:
-                    time.sleep(1)
-            times = []
-            next_at = time.perf_counter()
-            for _ in range(2000):  # paced at 100 requests/s
-                next_at += 0.01
-                t0 = time.perf_counter()
+    try:
+        for _ in range(120):
+            try:
                 call()
-                times.append(time.perf_counter() - t0)
-                time.sleep(max(0.0, next_at - time.perf_counter()))
-            figure(
-                "online http p50",
-                np.percentile(times, 50) * 1e3,
-                "ms",
-                "100 req/s, 28 pairs",
-            )
-            figure(
-                "online http p99",
-                np.percentile(times, 99) * 1e3,
-                "ms",
-                "2,000 requests",
-            )
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
+                break
+            except OSError:
+                time.sleep(1)
+        times = []
+        next_at = time.perf_counter()
+        for _ in range(2000):  # paced at 100 requests/s
+            next_at += 0.01
+            t0 = time.perf_counter()
+            call()
+            times.append(time.perf_counter() - t0)
+            time.sleep(max(0.0, next_at - time.perf_counter()))
+        figure(
+            "online http p50",
+            np.percentile(times, 50) * 1e3,
+            "ms",
+            "100 req/s, 28 pairs",
+        )
+        figure(
+            "online http p99",
+            np.percentile(times, 99) * 1e3,
+            "ms",
+            "2,000 requests",
+        )
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
 
-        # freshness: a new bar lands in the warehouse -> readable online, with
-        # `bqx features follow` running (dbt and Feast loaded, 0.2 s polls)
-        follower = subprocess.Popen(
-            [sys.executable, "-m", "bqx.cli.main", "features", "follow", "--interval", "0.2"],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        )  # fmt: skip
-        try:
-            for line in follower.stdout:  # ready after its first refresh
-                if line.startswith("refresh 1:"):
+
+def freshness(pfs, prod, bars: pd.DataFrame) -> None:
+    """p50/p99 from a bar stored in the warehouse to its features readable online."""
+    # freshness: a new bar lands in the warehouse -> readable online, with
+    # `bqx features follow` running (dbt and Feast loaded, 0.2 s polls)
+    env = {**os.environ, **prod.as_env()}
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "bqx.cli.main", "features", "follow", "--interval", "0.2"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        for line in follower.stdout:  # ready after its first refresh
+            if line.startswith("refresh 1:"):
+                break
+        else:
+            sys.exit("bqx features follow stopped before its first refresh")
+        last = bars["bar_start"].max()
+        lags = []
+        for k in range(1, 21):
+            new = simulate_bars(PAIRS, last, last + pd.Timedelta(minutes=k + 1), seed=9)
+            new = new[new["bar_start"] == last + pd.Timedelta(minutes=k)]
+            with open_warehouse(prod) as wh:
+                wh.upsert_candles(new, source="simulator:M")
+            t0 = time.perf_counter()  # committed
+            want = int((last + pd.Timedelta(minutes=k + 1)).timestamp())
+            while True:
+                got = pfs.get_online_features(
+                    features=["bqx:bqx_45"], entity_rows=[{"pair": "EUR_USD"}]
+                ).to_dict(include_event_timestamps=True)["bqx_45__ts"][0]
+                if got == want:
                     break
-            else:
-                sys.exit("bqx features follow stopped before its first refresh")
-            last = bars["bar_start"].max()
-            lags = []
-            for k in range(1, 21):
-                new = simulate_bars(PAIRS, last, last + pd.Timedelta(minutes=k + 1), seed=9)
-                new = new[new["bar_start"] == last + pd.Timedelta(minutes=k)]
-                with open_warehouse(prod) as wh:
-                    wh.upsert_candles(new, source="simulator:M")
-                t0 = time.perf_counter()  # committed
-                want = int((last + pd.Timedelta(minutes=k + 1)).timestamp())
-                while True:
-                    got = pfs.get_online_features(
-                        features=["bqx:bqx_45"], entity_rows=[{"pair": "EUR_USD"}]
-                    ).to_dict(include_event_timestamps=True)["bqx_45__ts"][0]
-                    if got == want:
-                        break
-                    if time.perf_counter() - t0 > 120:
-                        sys.exit(f"bar {k} not online after 120 s")
-                    time.sleep(0.01)
-                lags.append(time.perf_counter() - t0)
-                time.sleep(0.5)
-        finally:
-            follower.terminate()
-            follower.wait(timeout=30)
-        for q in (50, 99):
-            figure(
-                f"freshness (bar -> online) p{q}",
-                float(np.percentile(lags, q)),
-                "s",
-                f"`bqx features follow --interval 0.2`, {len(lags)} bars; max {max(lags):.2f} s",
-            )
+                if time.perf_counter() - t0 > 120:
+                    sys.exit(f"bar {k} not online after 120 s")
+                time.sleep(0.01)
+            lags.append(time.perf_counter() - t0)
+            time.sleep(0.5)
+    finally:
+        follower.terminate()
+        follower.wait(timeout=30)
+    for q in (50, 99):
+        figure(
+            f"freshness (bar -> online) p{q}",
+            float(np.percentile(lags, q)),
+            "s",
+            f"`bqx features follow --interval 0.2`, {len(lags)} bars; max {max(lags):.2f} s",
+        )
 
 
 if __name__ == "__main__":

@@ -527,6 +527,12 @@ class FeatureRefresher:
     refresh does not pay dbt's import and parse (~2 s) again; Feast's store and
     registry are opened once. On DuckDB, dbt runs in a child process as in
     :func:`build` (dbt-duckdb would keep the warehouse file locked).
+
+    On PostgreSQL a refresh runs the marts of the online views (and what they
+    depend on) first, pushes their newest rows, and only then the other models
+    (the labels, which are never served online), so a new bar is online without
+    waiting for them. Views are created by the first refresh and not replaced by
+    the later ones (the project cannot change under a running process).
     """
 
     def __init__(self, settings: Settings):
@@ -543,6 +549,12 @@ class FeatureRefresher:
             self._dbt = dbtRunner(manifest=parsed.result)
         self.fs = store(settings)
         self._seen: tuple | None = None  # (newest ingested_at, newest bar)
+        # dbt selector of what the online store reads: +<mart> of each online view
+        self._online = " ".join(
+            sorted({f"+{v.tags['mart']}" for v in self.fs.list_feature_views() if v.online})
+        )
+        self._refreshed = False
+        self.timings: dict = {}  # of the last refresh (see refresh)
 
     def new_bars(self) -> bool:
         """True when bars were stored or changed since the last call.
@@ -568,8 +580,13 @@ class FeatureRefresher:
         """The newest bar start seen by :meth:`new_bars` (None before any)."""
         return self._seen[1] if self._seen else None
 
-    def run_models(self) -> dict[str, float]:
+    def run_models(
+        self, select: str | None = None, exclude: str | None = None
+    ) -> dict[str, float]:
         """The incremental ``dbt run`` (each model rewrites its tail only).
+
+        Args:
+            select, exclude: dbt node selectors (PostgreSQL; default every model).
 
         Returns the seconds each node took (PostgreSQL; empty on DuckDB, whose
         child process leaves them in run_results.json).
@@ -578,13 +595,19 @@ class FeatureRefresher:
             build(self.settings, command="run")
             return {}
         # no manifest.json / run_results.json each minute (~0.7 s of a refresh):
-        # the failures come from the result itself. A minute's tail is small
-        # SQL beside dbt's own Python per model: 4 threads overlap the two
-        # (-7% on 2 cores, measured with benchmarks/bench_refresh.py).
-        result = self._dbt.invoke(
-            dbt_args(self.settings, "run")
-            + ["--quiet", "--no-write-json", "--threads", "4"]
-        )
+        # the failures come from the result itself. The profile's threads (2):
+        # a minute's tail is small SQL beside dbt's own Python per model, which
+        # holds the GIL; 4 threads on 2 cores gave a freshness p99 of 2.23 s
+        # against 1.70 s (benchmarks/bench_feast.py).
+        args = dbt_args(self.settings, "run", select=select)
+        if exclude:
+            args += ["--exclude", exclude]
+        if "DBT_LOG_LEVEL_FILE" not in os.environ:
+            # dbt's debug file log writes every query of every model each minute,
+            # from every thread through one locked handler: about a quarter of
+            # the Python time of a refresh (sampled with py-spy)
+            args += ["--log-level-file", "info"]
+        result = self._dbt.invoke(args + ["--quiet", "--no-write-json"])
         if not result.success:
             failed = [
                 f"{r.node.name} ({getattr(r.status, 'value', r.status)})"
@@ -602,9 +625,35 @@ class FeatureRefresher:
         return push_latest(self.settings, fs=self.fs)
 
     def refresh(self) -> dict[str, int]:
-        """Run the incremental models, then push the newest rows; rows written per view."""
-        self.run_models()
-        return self.push()
+        """Run the incremental models, push the newest rows; rows written per view.
+
+        PostgreSQL: the online marts, the push, then the other models (see the
+        class). The first refresh also (re)creates the views; later ones skip them.
+        ``self.timings`` then holds the seconds of each step (``online``: from the
+        start to the push done) and of each dbt node (``nodes``).
+        """
+        import time
+
+        t0 = time.perf_counter()
+        views = "config.materialized:view" if self._refreshed else None
+        if self._dbt is None:
+            nodes = self.run_models()
+        else:
+            nodes = self.run_models(select=self._online, exclude=views)
+        t1 = time.perf_counter()
+        written = self.push()
+        t2 = time.perf_counter()
+        if self._dbt is not None:
+            nodes |= self.run_models(exclude=" ".join(filter(None, [self._online, views])))
+        self._refreshed = True
+        self.timings = {
+            "online_models": t1 - t0,
+            "push": t2 - t1,
+            "online": t2 - t0,
+            "other_models": time.perf_counter() - t2,
+            "nodes": nodes,
+        }
+        return written
 
 
 def serve(settings: Settings, host: str = "127.0.0.1", port: int = 6566) -> None:

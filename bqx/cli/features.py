@@ -158,13 +158,14 @@ def features_follow(
             if not refresher.new_bars():
                 time.sleep(interval)
                 continue
-            t0 = time.perf_counter()
             written = refresher.refresh()
             refreshes += 1
             pushed += sum(written.values())
+            took = refresher.timings
             console.print(
                 f"refresh {refreshes}: newest bar {refresher.newest_bar}, "
-                f"{sum(written.values())} rows online in {time.perf_counter() - t0:.2f} s"
+                f"{sum(written.values())} rows online in {took['online']:.2f} s"
+                + (f" (other models {took['other_models']:.2f} s)" if took["other_models"] > 0.01 else "")
             )
     except KeyboardInterrupt:
         console.print("stopped")

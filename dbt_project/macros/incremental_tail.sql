@@ -228,7 +228,8 @@ base_closes as (
     earliest of the rows its windows reach before t_cut, found between the
     floor and t_cut (index walks per link on PostgreSQL); t_lb is then that
     timestamp, or the floor when there is none. All are read with run_query
-    and given to the model as literals. -#}
+    and given to the model as literals. `lookback` 0: only the rows written
+    (a mart that reads its own lookback, as features_corr's per-row plan). -#}
 {% macro bqx_cross_tail_inputs(lookback, bound=none) -%}
 {%- set bars_model = ref('int_candles_numbered') -%}
 {%- if is_incremental() -%}
@@ -236,22 +237,11 @@ base_closes as (
 {%- set bounds = none -%}
 {%- if cuts -%}
 {%- set t_cut = cuts | map(attribute=2) | min -%}
-{%- set sql -%}
-with first_out as (
-    select
-        universe.pair,
-        (select min(b.bar_n) from {{ bars_model }} as b
-         where b.pair = universe.pair and b.bar_start_at >= {{ bqx_ts_literal(t_cut) }}) as out_n
-    from {{ bqx_universe_relation() }}
-)
-
-select min(b.bar_start_at)
-from first_out
-inner join {{ bars_model }} as b
-    on b.pair = first_out.pair
-    and b.bar_n = greatest(first_out.out_n - {{ lookback }}, 0)
-{%- endset -%}
-{%- set t_floor = run_query(sql).rows[0][0] -%}
+{%- if lookback > 0 -%}
+{%- set t_floor = run_query(bqx_cross_floor_sql(bqx_ts_literal(t_cut), lookback)).rows[0][0] -%}
+{%- else -%}
+{%- set t_floor = t_cut -%}
+{%- endif -%}
 {%- set bounds = (t_cut, t_floor) -%}
 {%- if bound is not none and t_floor is not none -%}
 {%- set t_lb = run_query(bound(t_cut, t_floor)).rows[0][0] -%}
@@ -288,4 +278,27 @@ inputs as (
 
 )
 {%- endif -%}
+{%- endmacro %}
+
+{#- SQL of one timestamp: the floor of a cross-pair mart's lookback for a run
+    that writes from `t_cut_sql` (SQL of a timestamp) on: the earliest time at
+    which some pair with bars at or after the cut still has `lookback` of its
+    own bars before it (index walks per pair on PostgreSQL). -#}
+{% macro bqx_cross_floor_sql(t_cut_sql, lookback) -%}
+{%- set bars_model = ref('int_candles_numbered') -%}
+select min((
+    select b.bar_start_at
+    from {{ bars_model }} as b
+    where b.pair = first_out.pair
+        and b.bar_n = greatest(first_out.out_n - {{ lookback }}, 0)
+))
+from (
+    select
+        universe.pair,
+        (select b.bar_n from {{ bars_model }} as b
+         where b.pair = universe.pair and b.bar_start_at >= {{ t_cut_sql }}
+         order by b.bar_start_at
+         limit 1) as out_n
+    from {{ bqx_universe_relation() }}
+) as first_out
 {%- endmacro %}

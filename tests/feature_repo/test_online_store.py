@@ -264,3 +264,15 @@ def test_follow_pushes_each_new_bar_online(settings, fs):
         pd.testing.assert_series_equal(
             served.loc[PAIRS, column], latest.loc[PAIRS], check_names=False
         )
+    # the labels (never online) were refreshed after the push: the new bars have
+    # rows, and the bar 15 minutes before the last one now has its 15-minute return
+    with open_warehouse(settings, read_only=True) as wh:
+        labels = wh.query_df(
+            "select bar_start_at, fwd_ret_15 from marts.labels_forward "
+            "where pair = 'EUR_USD' and bar_start_at >= ? order by bar_start_at",
+            [pd.Timestamp("2024-01-11 11:46", tz="UTC")],
+        )
+    assert pd.to_datetime(labels["bar_start_at"], utc=True).max() == pd.Timestamp(
+        "2024-01-11 12:01", tz="UTC"
+    )
+    assert labels["fwd_ret_15"].notna().tolist() == [True] + [False] * (len(labels) - 1)

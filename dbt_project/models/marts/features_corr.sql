@@ -5,18 +5,29 @@
     their own category; a category is the mean (SQL avg) of its non-null
     values. Windowed sums are differences of float64 running sums over each
     link's common timestamps (O(rows) for any window; a window of equal
-    returns gives exactly zero variance, so the null rule holds). -#}
+    returns gives exactly zero variance, so the null rule holds).
+    A short tail on PostgreSQL (bqx_per_row_tail) reads no lookback: per
+    link, an index walk back from its newest common timestamp fetches the
+    rows its windows need (at most the cross_lookback_bars floor), and each
+    written row sums its windows directly. -#}
 {{ bqx_mart_config() }}
 {%- set windows = var('corr_windows') %}
 {%- set links = bqx_corr_links() %}
 {%- set categories = ['base_base', 'quote_quote', 'base_quote', 'quote_base'] %}
 {%- set dbl = bqx_double() %}
+{%- set per_row = bqx_per_row_tail() %}
+{%- set w_max = windows | max %}
+{%- set window_terms = {'x': 'win.x', 'y': 'win.y', 'xx': 'win.x * win.x', 'yy': 'win.y * win.y', 'xy': 'win.x * win.y'} %}
 {%- set corr_cols = [] %}
 {%- for w in windows %}{% for c in categories %}{% do corr_cols.append([c, w]) %}{% endfor %}{% endfor %}
 
 with
 
+{% if per_row -%}
+{{ bqx_cross_tail_inputs(lookback=0) }},
+{%- else -%}
 {{ bqx_cross_tail_inputs(lookback=var('cross_lookback_bars'), bound=bqx_corr_tail_bound) }},
+{%- endif %}
 
 {% if links | length > 0 -%}
 links as (
@@ -32,6 +43,69 @@ links as (
 
 ),
 
+{% if per_row -%}
+walked as (
+
+    {#- per link, its newest common timestamps: those written (at or after
+        the cut) and the w_max - 1 before them, numbered newest first -#}
+    select
+        links.pair_p,
+        links.pair_o,
+        links.category_p,
+        links.category_o,
+        link_walk.bar_start_at,
+        link_walk.x,
+        link_walk.y,
+        row_number() over (
+            partition by links.pair_p, links.pair_o order by link_walk.bar_start_at desc
+        ) as k
+    from links
+    cross join lateral (
+        select
+            p.bar_start_at,
+            p.log_return as x,
+            o.log_return as y
+        from {{ ref('int_candles_numbered') }} as p
+        inner join {{ ref('int_candles_numbered') }} as o
+            on o.pair = links.pair_o
+            and o.bar_start_at = p.bar_start_at
+        where p.pair = links.pair_p
+            and p.bar_start_at >= ({{ bqx_cross_floor_sql('(select min(bar_start_at) from inputs where is_output)', var('cross_lookback_bars')) | indent(12) }})
+            and p.log_return is not null
+            and o.log_return is not null
+        order by p.bar_start_at desc
+        limit {{ w_max - 1 }} + (
+            select count(*) from inputs where inputs.pair = links.pair_p and inputs.is_output
+        )
+    ) as link_walk
+
+),
+
+sums as (
+
+    select
+        outs.pair_p,
+        outs.pair_o,
+        outs.category_p,
+        outs.category_o,
+        outs.bar_start_at,
+        {% for w in windows -%}
+        count(*) filter (where win.k < outs.k + {{ w }}) = {{ w }} as full_{{ w }},
+        {% for m, term in window_terms.items() -%}
+        sum({{ term }}) filter (where win.k < outs.k + {{ w }}) as s{{ m }}_{{ w }}{{ "," if not (loop.last and w == windows[-1]) }}
+        {% endfor -%}
+        {% endfor -%}
+    from walked as outs
+    inner join walked as win
+        on outs.pair_p = win.pair_p
+        and outs.pair_o = win.pair_o
+        and win.k >= outs.k
+        and win.k < outs.k + {{ w_max }}
+    where outs.bar_start_at >= (select min(bar_start_at) from inputs where is_output)
+    group by outs.pair_p, outs.pair_o, outs.category_p, outs.category_o, outs.bar_start_at
+
+),
+{%- else -%}
 returns as (
 
     select
@@ -109,6 +183,7 @@ sums as (
     {{ bqx_fence() }}
 
 ),
+{%- endif %}
 
 moments as (
 
