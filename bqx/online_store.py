@@ -136,7 +136,7 @@ _LAYOUTS: dict[tuple, Optional[_Layout]] = {}
 
 
 def _layout(table) -> Optional[_Layout]:
-    key = (table.name, tuple((f.name, f.dtype.to_value_type()) for f in table.features))
+    key = (table.name, tuple((f.name, f.dtype) for f in table.features))
     if key not in _LAYOUTS:
         _LAYOUTS[key] = _Layout.of(table)
     return _LAYOUTS[key]
@@ -186,6 +186,29 @@ class _Block:
             out[i] = None
         return out
 
+    def all_columns(self) -> list[list]:
+        """Every output column as Python values, as :meth:`column` gives them,
+        converted in a few array operations for the whole block."""
+        if not self.names:
+            return []
+        cols = np.asarray(self.columns)
+        raw = self.values[:, cols]
+        py = [_KINDS[k][1] for k in self.kinds]
+        if all(t is float for t in py):
+            obj = raw.astype(object)
+        else:
+            obj = np.empty(raw.shape, dtype=object)
+            for t in set(py):
+                at = [k for k, u in enumerate(py) if u is t]
+                part = raw[:, at]
+                if t is int:
+                    part = part.view("<i8")
+                elif t is bool:
+                    part = part.view("<i8") != 0
+                obj[:, at] = part.astype(object)
+        obj[self.nulls[:, cols] | ~self.found[:, None]] = None
+        return obj.T.tolist()
+
 
 class BqxOnlineResponse(OnlineResponse):
     """Feast's ``OnlineResponse`` over packed rows: same values, no per-value protos.
@@ -229,8 +252,8 @@ class BqxOnlineResponse(OnlineResponse):
             seconds = (
                 (block.ts // 1_000_000).tolist() if include_event_timestamps else None
             )
-            for k, name in enumerate(block.names):
-                out[name] = block.column(k)
+            for name, column in zip(block.names, block.all_columns()):
+                out[name] = column
                 if seconds is not None:
                     out[name + "__ts"] = list(seconds)
         return out
@@ -242,17 +265,18 @@ class BqxOnlineResponse(OnlineResponse):
         head = convert_response_to_dict(self._head)
         results = head["results"]
         names = list(self._head.metadata.feature_names.val)
+        texts: dict[int, str] = {}  # the rows of a view mostly share one event time
         for block in self._blocks:
             stamps = [
-                _rfc3339(int(t)) if f else "1970-01-01T00:00:00Z"
+                (texts.get(t) or texts.setdefault(t, _rfc3339(t)))
+                if f
+                else "1970-01-01T00:00:00Z"
                 for t, f in zip(block.ts.tolist(), block.found.tolist())
             ]
             statuses = ["PRESENT"] * len(stamps)  # as Feast's Redis store: see _build_proto
-            for k, name in enumerate(block.names):
-                values = block.column(k)
-                if _KINDS[block.kinds[k]][1] is float and not np.isfinite(
-                    block.values[:, block.columns[k]]
-                ).all():
+            finite = np.isfinite(block.values[:, block.columns]).all(axis=0).tolist()
+            for k, (name, values) in enumerate(zip(block.names, block.all_columns())):
+                if not finite[k] and _KINDS[block.kinds[k]][1] is float:
                     values = [
                         v if v is None or math.isfinite(v) else _NON_FINITE.get(v, "NaN")
                         for v in values
@@ -436,7 +460,11 @@ class BqxRedisOnlineStore(RedisOnlineStore):
                     _redis_key(project, k, entity_key_serialization_version=version)
                     for k in utils._get_entity_key_protos(unique)
                 ]
-                entities[jk] = (keys, indexes, n_rows, [])
+                # output row -> its unique entity (the order of `keys`)
+                source = np.empty(n_rows, dtype=np.int64)
+                for i, out in enumerate(indexes):
+                    source[out] = i
+                entities[jk] = (keys, source, n_rows, [])
             view_fields = entities[jk][3]
             slots.append((jk, len(view_fields)))
             view_fields.append(f"_bqx:{_versioned_fv_name(table, config)}")
@@ -450,29 +478,37 @@ class BqxRedisOnlineStore(RedisOnlineStore):
 
         blocks = []
         for (table, requested), layout, (jk, slot) in zip(grouped_refs, layouts, slots):
-            _, indexes, n_rows, _ = entities[jk]
+            _, source, n_rows, _ = entities[jk]
             blobs = [reply[slot] for reply in replies_by_jk[jk]]
             prefix = f"{table.projection.name_to_use()}__" if full_feature_names else ""
-            block = _decode(layout, blobs, indexes, n_rows, requested, prefix)
+            block = _decode(layout, blobs, source, n_rows, requested, prefix)
             if block is None:
                 return None  # written before a schema change: Feast's path
             blocks.append(block)
 
         utils._drop_unneeded_columns(head, requested_result_row_names)
-        feature_types = self._build_feature_types(grouped_refs)
+        # what Feast's _build_feature_types gives, from the layouts' value types
+        feature_types: dict[str, ValueType] = {}
+        for (table, requested), layout in zip(grouped_refs, layouts):
+            view = table.projection.name_to_use()
+            wanted = set(requested)
+            for name, kind in zip(layout.names, layout.kinds):
+                if name in wanted:
+                    feature_types[name] = feature_types[f"{view}__{name}"] = kind
         return BqxOnlineResponse(head, blocks, feature_types)
 
 
 def _decode(
     layout: _Layout,
     blobs: Sequence[Optional[bytes]],
-    indexes: Sequence[Sequence[int]],
+    source: np.ndarray,
     n_rows: int,
     requested: Sequence[str],
     prefix: str,
 ) -> Optional[_Block]:
     """The requested features of one view: the packed rows of the unique entities
-    spread over the output rows (None: a row of another schema)."""
+    (`blobs`) spread over the output rows, row i taking blob source[i] (None: a
+    row of another schema)."""
     n = len(layout.names)
     found = np.zeros(n_rows, dtype=bool)
     ts = np.zeros(n_rows, dtype=np.int64)
@@ -485,12 +521,15 @@ def _decode(
         rows = np.frombuffer(b"".join(blobs[i] for i in present), dtype=layout.dtype)
         if (rows["fp"] != layout.fingerprint).any():
             return None
-        for r, i in enumerate(present):
-            out = indexes[i]
-            found[out] = True
-            ts[out] = rows["ts"][r]
-            nulls[out] = rows["null"][r] != 0
-            values[out] = rows["val"][r]
+        # output row -> its row in `rows` (-1: entity not found)
+        of_unique = np.full(len(blobs), -1, dtype=np.int64)
+        of_unique[present] = np.arange(len(present))
+        row_of = of_unique[source]
+        found = row_of >= 0
+        picked = row_of[found]
+        ts[found] = rows["ts"][picked]
+        nulls[found] = rows["null"][picked] != 0
+        values[found] = rows["val"][picked]
     columns = [layout.names.index(name) for name in requested]
     return _Block(
         names=[prefix + name for name in requested],
