@@ -193,15 +193,16 @@ extrema as (
     functions over the whole lookback. PostgreSQL: when no pair writes more
     than var per_row_max_rows rows (a one-minute refresh of `bqx features
     follow`); each lookup is then a walk of the (pair, bar_n) index. DuckDB:
-    never (it has no such index, and its window passes are cheap). -#}
-{% macro bqx_per_row_tail() -%}
-    {{ return(adapter.dispatch('bqx_per_row_tail', 'bqx')()) }}
+    never (it has no such index, and its window passes are cheap). `cuts`:
+    bqx_tail_cuts, when the model read them already. -#}
+{% macro bqx_per_row_tail(cuts=none) -%}
+    {{ return(adapter.dispatch('bqx_per_row_tail', 'bqx')(cuts)) }}
 {%- endmacro %}
-{% macro default__bqx_per_row_tail() -%}
-    {%- set rows = bqx_tail_rows_max() -%}
+{% macro default__bqx_per_row_tail(cuts=none) -%}
+    {%- set rows = bqx_tail_rows_max(cuts) -%}
     {{ return(rows is not none and rows <= var('per_row_max_rows')) }}
 {%- endmacro %}
-{% macro duckdb__bqx_per_row_tail() -%}
+{% macro duckdb__bqx_per_row_tail(cuts=none) -%}
     {{ return(false) }}
 {%- endmacro %}
 

@@ -15,9 +15,12 @@ cast('{{ value }}' as timestamp with time zone)
     model gets literal bounds: on PostgreSQL each lookup is a walk down an
     index ((pair, event_timestamp) of the mart, (pair, bar_start_at) and
     (batch_id) of int_candles_numbered), never a scan of the history.
-    Returns rows (pair, cut_n, cut_at); pairs with nothing to write are left out. -#}
+    Returns rows (pair, cut_n, cut_at, last_n), last_n the pair's newest bar_n;
+    pairs with nothing to write are left out. A model that needs the cuts more
+    than once (bqx_per_row_tail, then its inputs) reads them once and passes them
+    on (`cuts=`). -#}
 {% macro bqx_tail_cuts() -%}
-{%- if not execute -%}{{ return([]) }}{%- endif -%}
+{%- if not (execute and is_incremental()) -%}{{ return([]) }}{%- endif -%}
 {{ return(run_query(bqx_tail_cuts_sql()).rows) }}
 {%- endmacro %}
 
@@ -55,7 +58,8 @@ select
     cuts.pair,
     (select b.bar_n from {{ bars }} as b
      where b.pair = cuts.pair and b.bar_start_at = cuts.cut_at) as cut_n,
-    cuts.cut_at
+    cuts.cut_at,
+    (select max(b.bar_n) from {{ bars }} as b where b.pair = cuts.pair) as last_n
 from cuts
 where cuts.cut_at is not null
 order by cuts.pair
@@ -70,35 +74,37 @@ with done as (
     group by pair
 )
 
-select bars.pair, min(bars.bar_n) as cut_n, min(bars.bar_start_at) as cut_at
-from {{ bars }} as bars
-left join done on bars.pair = done.pair
-where bars.batch_id = '{{ invocation_id }}'
-    or done.done_until is null
-    or bars.bar_start_at > done.done_until
+select
+    bars.pair,
+    min(bars.bar_n) filter (where bars.is_cut) as cut_n,
+    min(bars.bar_start_at) filter (where bars.is_cut) as cut_at,
+    max(bars.bar_n) as last_n
+from (
+    select
+        bars.pair,
+        bars.bar_n,
+        bars.bar_start_at,
+        bars.batch_id = '{{ invocation_id }}'
+            or done.done_until is null
+            or bars.bar_start_at > done.done_until as is_cut
+    from {{ bars }} as bars
+    left join done on bars.pair = done.pair
+) as bars
 group by bars.pair
+having bool_or(bars.is_cut)
 order by bars.pair
 
 {%- endmacro %}
 
 {#- Incremental run: the most rows any pair writes (its newest bar_n minus its
-    cut, plus one; index walks on PostgreSQL). none on a full build or when
+    cut, plus one), from the cuts (bqx_tail_cuts). none on a full build or when
     nothing is written. Lets a mart pick a per-row plan for a short tail. -#}
-{% macro bqx_tail_rows_max() -%}
-{%- if not (execute and is_incremental()) -%}{{ return(none) }}{%- endif -%}
-{%- set cuts = bqx_tail_cuts() -%}
+{% macro bqx_tail_rows_max(cuts=none) -%}
+{%- set cuts = bqx_tail_cuts() if cuts is none else cuts -%}
 {%- if not cuts -%}{{ return(none) }}{%- endif -%}
-{%- set sql -%}
-select max(n) from (
-    {% for row in cuts -%}
-    select max(bar_n) - {{ row[1] }} + 1 as n
-    from {{ ref('int_candles_numbered') }}
-    where pair = '{{ row[0] }}'
-    {{ "union all" if not loop.last }}
-    {% endfor %}
-) as written
-{%- endset -%}
-{{ return(run_query(sql).rows[0][0]) }}
+{%- set written = [] -%}
+{%- for row in cuts -%}{%- do written.append(row[3] - row[1] + 1) -%}{%- endfor -%}
+{{ return(written | max) }}
 {%- endmacro %}
 
 {#- Inputs of a per-pair mart: the rows of int_candles_numbered it reads and
@@ -107,11 +113,11 @@ select max(n) from (
     Full build: every row. Incremental: per pair, the cut is the first bar to
     write (bqx_tail_cuts); the mart writes rows from `cut - relabel` (labels
     change when future bars arrive) and reads `lookback` more rows before
-    that. -#}
-{% macro bqx_tail_inputs(lookback, relabel=0) -%}
+    that. `cuts`: bqx_tail_cuts, when the model read them already. -#}
+{% macro bqx_tail_inputs(lookback, relabel=0, cuts=none) -%}
 {%- set bars_model = ref('int_candles_numbered') -%}
 {%- if is_incremental() -%}
-{%- set cuts = bqx_tail_cuts() -%}
+{%- set cuts = bqx_tail_cuts() if cuts is none else cuts -%}
 inputs as (
 
     select
@@ -230,10 +236,10 @@ base_closes as (
     timestamp, or the floor when there is none. All are read with run_query
     and given to the model as literals. `lookback` 0: only the rows written
     (a mart that reads its own lookback, as features_corr's per-row plan). -#}
-{% macro bqx_cross_tail_inputs(lookback, bound=none) -%}
+{% macro bqx_cross_tail_inputs(lookback, bound=none, cuts=none) -%}
 {%- set bars_model = ref('int_candles_numbered') -%}
 {%- if is_incremental() -%}
-{%- set cuts = bqx_tail_cuts() -%}
+{%- set cuts = bqx_tail_cuts() if cuts is none else cuts -%}
 {%- set bounds = none -%}
 {%- if cuts -%}
 {%- set t_cut = cuts | map(attribute=2) | min -%}

@@ -3,11 +3,12 @@
 {%- set windows = var('bqx_windows') %}
 
 {#- a one-minute refresh (PostgreSQL): lags looked up per written row -#}
-{%- set per_row = bqx_per_row_tail() %}
+{%- set cuts = bqx_tail_cuts() %}
+{%- set per_row = bqx_per_row_tail(cuts) %}
 
 with
 
-{{ bqx_tail_inputs(lookback=0 if per_row else windows | max) }},
+{{ bqx_tail_inputs(lookback=0 if per_row else windows | max, cuts=cuts) }},
 
 computed as (
 

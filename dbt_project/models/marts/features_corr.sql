@@ -15,7 +15,8 @@
 {%- set links = bqx_corr_links() %}
 {%- set categories = ['base_base', 'quote_quote', 'base_quote', 'quote_base'] %}
 {%- set dbl = bqx_double() %}
-{%- set per_row = bqx_per_row_tail() %}
+{%- set cuts = bqx_tail_cuts() %}
+{%- set per_row = bqx_per_row_tail(cuts) %}
 {%- set w_max = windows | max %}
 {%- set window_terms = {'x': 'win.x', 'y': 'win.y', 'xx': 'win.x * win.x', 'yy': 'win.y * win.y', 'xy': 'win.x * win.y'} %}
 {%- set corr_cols = [] %}
@@ -24,9 +25,9 @@
 with
 
 {% if per_row -%}
-{{ bqx_cross_tail_inputs(lookback=0) }},
+{{ bqx_cross_tail_inputs(lookback=0, cuts=cuts) }},
 {%- else -%}
-{{ bqx_cross_tail_inputs(lookback=var('cross_lookback_bars'), bound=bqx_corr_tail_bound) }},
+{{ bqx_cross_tail_inputs(lookback=var('cross_lookback_bars'), bound=bqx_corr_tail_bound, cuts=cuts) }},
 {%- endif %}
 
 {% if links | length > 0 -%}

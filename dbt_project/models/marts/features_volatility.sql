@@ -6,11 +6,12 @@
 {#- a one-minute refresh (PostgreSQL): window sums and extrema per written
     row, each one aggregate over its largest window read by the (pair, bar_n)
     index, not window passes over the whole lookback -#}
-{%- set per_row = bqx_per_row_tail() %}
+{%- set cuts = bqx_tail_cuts() %}
+{%- set per_row = bqx_per_row_tail(cuts) %}
 
 with
 
-{{ bqx_tail_inputs(lookback=0 if per_row else windows | max) }},
+{{ bqx_tail_inputs(lookback=0 if per_row else windows | max, cuts=cuts) }},
 
 {% if per_row -%}
 extrema as (
