@@ -21,6 +21,23 @@ from bqx.warehouse import open_warehouse
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT = ROOT / "dbt_project"
 DBT = Path(sys.executable).parent / "dbt"
+#: marts with a per-row plan for a short PostgreSQL tail (bqx_per_row_tail) ->
+#: an alias that only that plan's compiled SQL has
+PER_ROW_MARTS = {
+    "features_bqx": "as lagged",
+    "features_vwap": "as lagged",
+    "features_reg": "as lagged",
+    "features_volatility": "as window_rows",
+    "features_corr": "as link_walk",
+}
+
+
+def compiled_per_row(settings: Settings) -> dict[str, bool]:
+    """Which plan the last dbt run compiled, per mart of PER_ROW_MARTS."""
+    compiled = settings.data_dir / "dbt_target" / "compiled" / "bqx" / "models" / "marts"
+    return {
+        m: alias in (compiled / f"{m}.sql").read_text() for m, alias in PER_ROW_MARTS.items()
+    }
 
 
 def run_dbt(settings: Settings, *args: str, pairs: list[str] | None = None) -> str:

@@ -23,18 +23,11 @@ import pytest
 from bqx import features
 from ingestion.simulator import simulate_bars
 from tests.dbt import reference
-from tests.dbt.conftest import load, query, raw_bars, run_dbt
+from tests.dbt.conftest import PER_ROW_MARTS, compiled_per_row, load, query, raw_bars, run_dbt
 
 PAIRS = ["AUD_USD", "EUR_GBP", "EUR_JPY", "EUR_USD", "GBP_USD", "USD_JPY"]
 START, SPLIT, END = "2024-01-04", "2024-01-09", "2024-01-10"
 LAST_MINUTES = "2024-01-09 23:56"  # bars from here arrive in a third run
-PER_ROW_MARTS = {  # mart -> an alias only its per-row plan has
-    "features_bqx": "as lagged",
-    "features_vwap": "as lagged",
-    "features_reg": "as lagged",
-    "features_volatility": "as window_rows",
-    "features_corr": "as link_walk",
-}
 MARTS = list(reference.MARTS)
 
 
@@ -53,10 +46,7 @@ def built(adapter_settings):
     run_dbt(settings, "build", pairs=PAIRS)
     load(settings, bars[last])
     run_dbt(settings, "run", pairs=PAIRS)
-    compiled = features.dbt_target(settings) / "compiled" / "bqx" / "models" / "marts"
-    per_row = {  # which plan the short tail compiled to (see bqx_per_row_tail)
-        m: alias in (compiled / f"{m}.sql").read_text() for m, alias in PER_ROW_MARTS.items()
-    }
+    per_row = compiled_per_row(settings)  # the short tail's plan (bqx_per_row_tail)
     batches = query(
         settings,
         "select batch_id, count(*) as n from intermediate.int_candles_numbered "
