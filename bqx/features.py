@@ -636,14 +636,12 @@ class FeatureRefresher:
 
         t0 = time.perf_counter()
         views = "config.materialized:view" if self._refreshed else None
-        if self._dbt is None:
-            nodes = self.run_models()
-        else:
-            nodes = self.run_models(select=self._online, exclude=views)
+        split = self._dbt is not None and bool(self._online)  # no online view: one run
+        nodes = self.run_models(select=self._online if split else None, exclude=views)
         t1 = time.perf_counter()
         written = self.push()
         t2 = time.perf_counter()
-        if self._dbt is not None:
+        if split:
             nodes |= self.run_models(exclude=" ".join(filter(None, [self._online, views])))
         self._refreshed = True
         self.timings = {
