@@ -6,10 +6,10 @@ does, dbt runs in this process from a project parsed once
 (:class:`bqx.features.FeatureRefresher`): one new minute of bars is stored and
 a refresh is timed, ``--reps`` times: the incremental ``dbt run`` of the marts
 served online plus the push of their newest rows (the bar is then online), and
-the other models run after the push. A refresh that reads only its tail costs the same whatever the
-history; one that scans it grows with it.
+the other models run after the push. A refresh that reads only its tail costs
+the same whatever the history; one that scans it grows with it.
 
-Usage: ``python benchmarks/bench_refresh.py [--days 2 14] [--reps 5]``
+Usage: ``python benchmarks/bench_refresh.py [--days 2 14] [--reps 9]``
 (PostgreSQL and Redis as in the tests; Redis db 12 is flushed).
 """
 

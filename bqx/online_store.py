@@ -171,23 +171,8 @@ class _Block:
     nulls: np.ndarray  # bool (rows x stored features)
     values: np.ndarray  # float64 (rows x stored features); ints by view
 
-    def column(self, k: int) -> list:
-        """Output column k as Python values (None: null or not found)."""
-        j = self.columns[k]
-        py = _KINDS[self.kinds[k]][1]
-        raw = self.values[:, j]
-        if py is float:
-            out = raw.tolist()
-        elif py is int:
-            out = raw.view("<i8").tolist()
-        else:
-            out = (raw.view("<i8") != 0).tolist()
-        for i in np.flatnonzero(self.nulls[:, j] | ~self.found).tolist():
-            out[i] = None
-        return out
-
     def all_columns(self) -> list[list]:
-        """Every output column as Python values, as :meth:`column` gives them,
+        """Every output column as Python values (None: null or not found),
         converted in a few array operations for the whole block."""
         if not self.names:
             return []
@@ -304,11 +289,10 @@ class BqxOnlineResponse(OnlineResponse):
             # Feast's Redis store marks an entity it does not hold PRESENT too
             # (empty values, event time 0): the same answer, whichever the path
             statuses = [FieldStatus.PRESENT] * len(stamps)
-            for k, name in enumerate(block.names):
+            for k, (name, column) in enumerate(zip(block.names, block.all_columns())):
                 field = _KINDS[block.kinds[k]][0]
                 values = [
-                    ValueProto() if v is None else ValueProto(**{field: v})
-                    for v in block.column(k)
+                    ValueProto() if v is None else ValueProto(**{field: v}) for v in column
                 ]
                 response.metadata.feature_names.val.append(name)
                 response.results.append(

@@ -163,10 +163,11 @@ def features_follow(
             refreshes += 1
             pushed += sum(written.values())
             took = refresher.timings
+            after = took["other_models"]  # labels, run after the push (PostgreSQL)
             console.print(
                 f"refresh {refreshes}: newest bar {refresher.newest_bar}, "
                 f"{sum(written.values())} rows online in {took['online']:.2f} s"
-                + (f" (other models {took['other_models']:.2f} s)" if took["other_models"] > 0.01 else "")
+                + (f" (other models {after:.2f} s)" if after > 0.01 else "")
             )
     except KeyboardInterrupt:
         console.print("stopped")
