@@ -76,8 +76,23 @@ def create_app(store, registry_ttl_sec: Optional[int] = None):
     return app
 
 
-def run(store, host: str, port: int) -> None:
-    """Serve until stopped (one process; Feast's auth set up as ``feast serve`` does)."""
+def registry_cache_ttl(store) -> int:
+    """The registry's ``cache_ttl_seconds`` (feature_store.yaml; Feast's default 600)."""
+    from feast.constants import DEFAULT_FEATURE_SERVER_REGISTRY_TTL
+
+    ttl = getattr(store.config.registry, "cache_ttl_seconds", None)
+    return int(ttl) if ttl and ttl > 0 else DEFAULT_FEATURE_SERVER_REGISTRY_TTL
+
+
+def run(store, host: str, port: int, registry_ttl_sec: Optional[int] = None) -> None:
+    """Serve until stopped (one process; Feast's auth set up as ``feast serve`` does).
+
+    The registry is reloaded every ``registry_ttl_sec`` seconds (default: the
+    registry's own ``cache_ttl_seconds``, as the SDK does). Feast's server reloads
+    it every 5 s by default; each reload held the requests in flight for about
+    50 ms (28 pairs x online_v1 at 100 requests/s: p99 8.2-9.0 ms with 5 s,
+    6.3-6.5 ms with 60 s, max 50-61 ms against 13-17 ms).
+    """
     import uvicorn
     from feast.permissions.server.utils import (
         ServerType,
@@ -91,4 +106,11 @@ def run(store, host: str, port: int) -> None:
     init_auth_manager(
         auth_type=auth_type, server_type=ServerType.REST, auth_config=store.config.auth_config
     )
-    uvicorn.run(create_app(store), host=host, port=port, access_log=False)
+    from bqx.features import settle_heap
+
+    app = create_app(store, registry_ttl_sec or registry_cache_ttl(store))
+    store.list_feature_services()  # the registry is loaded before the freeze
+    # full garbage collections no longer walk what is loaded now (p99 at 100
+    # requests/s, three rounds of 2,000: 5.4-6.9 ms frozen, 6.6-7.1 ms not)
+    settle_heap()
+    uvicorn.run(app, host=host, port=port, access_log=False)

@@ -618,6 +618,33 @@ def is_transient(exc: BaseException) -> bool:
     return getattr(exc, "sqlstate", None) in _TRANSIENT_SQLSTATES
 
 
+CANDLES_CHANNEL = "bqx_candles"  # PostgreSQL NOTIFY channel of every load that stores bars
+
+
+def listen_for_candles(settings: Settings):
+    """A function ``wait(timeout) -> bool`` that returns as soon as a load stores
+    or changes bars on the PostgreSQL warehouse (True), or after ``timeout``
+    seconds (False). One dedicated connection, LISTENing on :data:`CANDLES_CHANNEL`;
+    the notifications of one commit are consumed together.
+    """
+    import psycopg
+
+    conn = psycopg.connect(settings.pg_dsn, autocommit=True, connect_timeout=5)
+    conn.execute(f"listen {CANDLES_CHANNEL}")
+
+    def wait(timeout: float) -> bool:
+        got = False
+        for _ in conn.notifies(timeout=timeout, stop_after=1):
+            got = True
+        if got:  # and any others already queued
+            for _ in conn.notifies(timeout=0):
+                pass
+        return got
+
+    wait.close = conn.close  # type: ignore[attr-defined]
+    return wait
+
+
 class PostgresWarehouse(Warehouse):
     """The production warehouse: PostgreSQL (or Aurora PostgreSQL).
 
@@ -759,6 +786,9 @@ class PostgresWarehouse(Warehouse):
                 with conn.cursor() as cur:
                     existing, changed = cur.execute(_COUNT_SQL).fetchone()
                     cur.execute(_upsert_sql("raw.candles_m1", "bqx_batch"))
+            if fresh.num_rows or changed:
+                # delivered at commit: `bqx features follow` wakes on it at once
+                conn.execute("select pg_notify(%s, '')", [CANDLES_CHANNEL])
             if marks:
                 conn.execute(
                     "insert into raw.ingest_watermarks as w "

@@ -73,6 +73,12 @@ def serve(
         None, help="With --model: runs folder or s3:// URI (default: from settings)."
     ),
     hours: int = typer.Option(24, help="With --model: hours of feature history read."),
+    registry_ttl: Optional[int] = typer.Option(
+        None,
+        help="Seconds between the server's reloads of the Feast registry (default: "
+        "the registry's cache_ttl_seconds in feature_store.yaml, 60 s in production). "
+        "Each reload briefly holds the requests in flight.",
+    ),
 ) -> None:
     """Run Feast's HTTP feature server over the configured online store, or with
     --model RUN the forecasts of a trained run.
@@ -88,7 +94,7 @@ def serve(
         return
     from bqx.features import serve as serve_features
 
-    serve_features(load_settings(), host=host, port=port)
+    serve_features(load_settings(), host=host, port=port, registry_ttl=registry_ttl)
 
 
 def _domain_errors() -> tuple[type[BaseException], ...]:

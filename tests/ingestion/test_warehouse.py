@@ -114,6 +114,34 @@ def test_postgres_creates_monthly_partitions(pg_settings):
     assert parts == ["candles_m1_202401", "candles_m1_202402"]
 
 
+def test_postgres_loads_that_store_bars_notify_listeners(pg_settings):
+    """Each load that stores or changes bars wakes a listener at its commit
+    (`bqx features follow` waits on this); a load that changes nothing does not."""
+    import time
+
+    from bqx.warehouse import listen_for_candles
+
+    df = bars(end="2024-01-30 12:00")
+    with open_warehouse(pg_settings) as wh:
+        wh.ensure_schema()
+        wait = listen_for_candles(pg_settings)
+        try:
+            assert wait(0.05) is False
+            wh.upsert_candles(df, source="simulator:M")
+            t0 = time.perf_counter()
+            assert wait(30) is True
+            assert time.perf_counter() - t0 < 5
+            assert wait(0.2) is False  # one commit, one wake-up
+            wh.upsert_candles(df, source="simulator:M")  # identical: nothing stored
+            assert wait(0.5) is False
+            changed = df.head(1).copy()
+            changed["close"] = changed["high"] = changed["high"].astype(float) + 0.001
+            wh.upsert_candles(changed, source="simulator:M")
+            assert wait(30) is True
+        finally:
+            wait.close()
+
+
 def test_batch_partly_new_partly_stored_counts_exactly(wh):
     """New rows take the direct path, stored ones the exact one: counts stay exact
     and identical stored rows keep their ingested_at."""
