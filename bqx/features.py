@@ -560,35 +560,99 @@ def _cheap_behavior_flag_source() -> None:
     behavior_flags.BehaviorFlagRendered._default_source = staticmethod(source)
 
 
+def _release_duckdb() -> None:
+    """Close dbt-duckdb's database after an in-process invocation.
+
+    dbt-duckdb keeps its connection open for the life of the process
+    (``keep_open``), which would lock the warehouse file against every other
+    process (loads, ``bqx validate``). Closing it checkpoints the write-ahead log;
+    the next invocation opens the file again.
+    """
+    from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+
+    with DuckDBConnectionManager._LOCK:
+        env, DuckDBConnectionManager._ENV = DuckDBConnectionManager._ENV, None
+    if env is not None:
+        env.close()
+
+
+class WarmDbt:
+    """dbt kept loaded in a long-running process: the project is parsed once and
+    each :meth:`run` is an in-process invocation (``dbtRunner(manifest=...)``),
+    so a refresh pays neither dbt's imports nor its parse (~2.5 s), nor writes
+    manifest.json / run_results.json. On DuckDB the warehouse file is released
+    after each run (:func:`_release_duckdb`).
+    """
+
+    def __init__(self, settings: Settings):
+        from dbt.cli.main import dbtRunner
+
+        activate(settings)
+        self.settings = settings
+        _cheap_behavior_flag_source()
+        parsed = dbtRunner().invoke(dbt_args(settings, "parse") + ["--quiet"])
+        if not parsed.success:
+            raise FeaturesError(f"dbt parse failed: {parsed.exception}")
+        self._runner = dbtRunner(manifest=parsed.result)
+
+    def run(self, select: str | None = None, exclude: str | None = None) -> dict[str, float]:
+        """The incremental ``dbt run`` of the selected models (default all).
+
+        Returns the seconds each node took.
+
+        Raises:
+            FeaturesError: dbt failed; the message names the failing nodes.
+        """
+        # the profile's threads (2): a minute's tail is small SQL beside dbt's
+        # own Python per model, which holds the GIL; 4 threads on 2 cores gave a
+        # freshness p99 of 2.23 s against 1.70 s (benchmarks/bench_feast.py)
+        args = dbt_args(self.settings, "run", select=select)
+        if exclude:
+            args += ["--exclude", exclude]
+        if "DBT_LOG_LEVEL_FILE" not in os.environ:
+            # dbt's debug file log writes every query of every model each minute,
+            # from every thread through one locked handler: about a quarter of
+            # the Python time of a refresh (sampled with py-spy)
+            args += ["--log-level-file", "info"]
+        try:
+            result = self._runner.invoke(args + ["--quiet", "--no-write-json"])
+        finally:
+            if self.settings.warehouse == "duckdb":
+                _release_duckdb()
+        if not result.success:
+            failed = [
+                f"{r.node.name} ({getattr(r.status, 'value', r.status)})"
+                for r in getattr(result.result, "results", None) or []
+                if getattr(r.status, "value", r.status) in _FAILED
+            ]
+            raise FeaturesError(
+                f"dbt run failed on {self.settings.warehouse}: "
+                + (", ".join(failed) or str(result.exception))
+            )
+        return {r.node.name: r.execution_time for r in result.result.results}
+
+
 class FeatureRefresher:
     """New bars -> incremental ``dbt run`` -> newest rows pushed to the online store.
 
-    For a long-running process (``bqx features follow``): on PostgreSQL, dbt runs in
-    this process from a project parsed once (``dbtRunner(manifest=...)``), so a
-    refresh does not pay dbt's import and parse (~2 s) again; Feast's store and
-    registry are opened once. On DuckDB, dbt runs in a child process as in
-    :func:`build` (dbt-duckdb would keep the warehouse file locked).
+    For a long-running process (``bqx features follow``): dbt runs in this process
+    from a project parsed once (:class:`WarmDbt`), so a refresh does not pay dbt's
+    import and parse again; Feast's store and registry are opened once. On DuckDB
+    the warehouse file is released after each dbt run, so loads can write between
+    refreshes.
 
-    On PostgreSQL a refresh runs the marts of the online views (and what they
-    depend on) first, pushes their newest rows, and only then the other models
-    (the labels, which are never served online), so a new bar is online without
-    waiting for them. Views are created by the first refresh and not replaced by
-    the later ones (the project cannot change under a running process).
+    A refresh runs the marts of the online views (and what they depend on) first,
+    pushes their newest rows, and only then the other models (the labels, which
+    are never served online), so a new bar is online without waiting for them.
+    Views are created by the first refresh and not replaced by the later ones (the
+    project cannot change under a running process).
     """
 
     def __init__(self, settings: Settings):
         check_online_store(settings)
         activate(settings)
         self.settings = settings
-        self._dbt = None
-        if settings.warehouse == "postgres":
-            from dbt.cli.main import dbtRunner
-
-            _cheap_behavior_flag_source()
-            parsed = dbtRunner().invoke(dbt_args(settings, "parse") + ["--quiet"])
-            if not parsed.success:
-                raise FeaturesError(f"dbt parse failed: {parsed.exception}")
-            self._dbt = dbtRunner(manifest=parsed.result)
+        self._dbt = WarmDbt(settings)
         self.fs = store(settings)
         self._seen: tuple | None = None  # (newest ingested_at, newest bar)
         # dbt selector of what the online store reads: +<mart> of each online view
@@ -652,42 +716,9 @@ class FeatureRefresher:
     def run_models(
         self, select: str | None = None, exclude: str | None = None
     ) -> dict[str, float]:
-        """The incremental ``dbt run`` (each model rewrites its tail only).
-
-        Args:
-            select, exclude: dbt node selectors (PostgreSQL; default every model).
-
-        Returns the seconds each node took (PostgreSQL; empty on DuckDB, whose
-        child process leaves them in run_results.json).
-        """
-        if self._dbt is None:
-            build(self.settings, command="run")
-            return {}
-        # no manifest.json / run_results.json each minute (~0.7 s of a refresh):
-        # the failures come from the result itself. The profile's threads (2):
-        # a minute's tail is small SQL beside dbt's own Python per model, which
-        # holds the GIL; 4 threads on 2 cores gave a freshness p99 of 2.23 s
-        # against 1.70 s (benchmarks/bench_feast.py).
-        args = dbt_args(self.settings, "run", select=select)
-        if exclude:
-            args += ["--exclude", exclude]
-        if "DBT_LOG_LEVEL_FILE" not in os.environ:
-            # dbt's debug file log writes every query of every model each minute,
-            # from every thread through one locked handler: about a quarter of
-            # the Python time of a refresh (sampled with py-spy)
-            args += ["--log-level-file", "info"]
-        result = self._dbt.invoke(args + ["--quiet", "--no-write-json"])
-        if not result.success:
-            failed = [
-                f"{r.node.name} ({getattr(r.status, 'value', r.status)})"
-                for r in getattr(result.result, "results", None) or []
-                if getattr(r.status, "value", r.status) in _FAILED
-            ]
-            raise FeaturesError(
-                f"dbt run failed on {self.settings.warehouse}: "
-                + (", ".join(failed) or str(result.exception))
-            )
-        return {r.node.name: r.execution_time for r in result.result.results}
+        """The incremental ``dbt run`` (each model rewrites its tail only) of the
+        selected models (default all); the seconds each node took."""
+        return self._dbt.run(select=select, exclude=exclude)
 
     def push(self) -> dict[str, int]:
         """The newest row of each pair to the online store; rows written per view."""
@@ -696,8 +727,8 @@ class FeatureRefresher:
     def refresh(self) -> dict[str, int]:
         """Run the incremental models, push the newest rows; rows written per view.
 
-        PostgreSQL: the online marts, the push, then the other models (see the
-        class). The first refresh also (re)creates the views; later ones skip them.
+        The online marts, the push, then the other models (see the class). The
+        first refresh also (re)creates the views; later ones skip them.
         ``self.timings`` then holds the seconds of each step (``online``: from the
         start to the push done) and of each dbt node (``nodes``).
         """
@@ -705,7 +736,7 @@ class FeatureRefresher:
 
         t0 = time.perf_counter()
         views = "config.materialized:view" if self._refreshed else None
-        split = self._dbt is not None and bool(self._online)  # no online view: one run
+        split = bool(self._online)  # no online view (registry not applied): one run
         nodes = self.run_models(select=self._online if split else None, exclude=views)
         t1 = time.perf_counter()
         written = self.push()

@@ -133,9 +133,9 @@ def features_follow(
 ) -> None:
     """Keep the online store current: whenever bars land in the warehouse (e.g.
     from `bqx ingest follow`), run the incremental dbt models and push the newest
-    row of each pair online. dbt and Feast stay loaded between refreshes; on
-    PostgreSQL the marts served online run first and are pushed, then the labels,
-    so a new bar is readable online in 1.5-2 s on a 2-core machine. On PostgreSQL
+    row of each pair online. dbt and Feast stay loaded between refreshes; the
+    marts served online run first and are pushed, then the labels, so on
+    PostgreSQL a new bar is readable online in about 1.3 s on a 2-core machine. On PostgreSQL
     every load that stores bars sends a notification at commit (NOTIFY
     bqx_candles), which wakes the follower without waiting for the next look.
 

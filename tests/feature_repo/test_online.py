@@ -202,6 +202,36 @@ def test_s3_deployment_serves_the_same_frames(tmp_path, moto_s3):
     assert fs.get_data_source("bqx_source").path == "s3://bqx-test/marts/features_bqx"
 
 
+def test_follow_on_duckdb_runs_dbt_in_process_and_releases_the_file(tmp_path):
+    """`bqx features follow` on the embedded warehouse: dbt stays loaded, each
+    refresh reaches the online store, and between refreshes another process can
+    open the warehouse file (dbt-duckdb would otherwise keep it locked)."""
+    local = make_settings(tmp_path / "local", pairs=",".join(PAIRS))
+    _load_and_build(local)
+    features.publish(local)
+    refresher = features.FeatureRefresher(local)
+    assert refresher.new_bars()
+    refresher.refresh()
+    opener = [sys.executable, "-c", "import duckdb, sys; duckdb.connect(sys.argv[1]).close()"]
+    last = pd.Timestamp("2024-01-11 11:59", tz="UTC")
+    for k in (1, 2):
+        # another process writes to the file between refreshes
+        done = subprocess.run(opener + [str(local.duckdb_path)], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        bar = simulate_bars(PAIRS, last, last + pd.Timedelta(minutes=k + 1), seed=4)
+        with open_warehouse(local) as wh:
+            wh.upsert_candles(bar[bar["bar_start"] == last + pd.Timedelta(minutes=k)], source="simulator:M")
+        assert refresher.new_bars()
+        written = refresher.refresh()
+        assert set(written.values()) == {len(PAIRS)}
+        assert {"features_bqx", "labels_forward"} <= set(refresher.timings["nodes"])
+        online = features.online_values(local)
+        assert (online["event_timestamp"] == last + pd.Timedelta(minutes=k + 1)).all()
+    _assert_online_equals(online, _expected_online(local))
+    done = subprocess.run(opener + [str(local.duckdb_path)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
 class PrivateRedis:
     """A redis-server of this test alone on a free port, no persistence: stopping
     it loses everything, as a restarted cache without a snapshot does. The shared
