@@ -220,17 +220,19 @@ def main() -> None:
         from bqx.features import WarmDbt
 
         warm = WarmDbt(settings)
-        day2 = simulate_bars(pairs, end + pd.Timedelta(days=1), end + pd.Timedelta(days=2))
-        load(settings, day2)
-        t0 = time.perf_counter()
-        nodes = warm.run()
-        warm_wall = time.perf_counter() - t0
-        print(
-            f"warm incremental refresh after another trading day ({len(day2):,} bars; "
-            f"dbt kept loaded as by `bqx features follow`): {warm_wall:.1f} s wall "
-            f"({sum(nodes.values()):.1f} s in models) = "
-            f"{100 * warm_wall / full_wall:.1f}% of the full build"
-        )
+        for k in (1, 2):  # the first in-process run also compiles dbt's macros
+            start = end + pd.Timedelta(days=k)
+            more = simulate_bars(pairs, start, start + pd.Timedelta(days=1))
+            load(settings, more)
+            t0 = time.perf_counter()
+            nodes = warm.run()
+            warm_wall = time.perf_counter() - t0
+            print(
+                f"warm incremental refresh {k} after another trading day "
+                f"({len(more):,} bars; dbt kept loaded as by `bqx features follow`): "
+                f"{warm_wall:.1f} s wall ({sum(nodes.values()):.1f} s in models) = "
+                f"{100 * warm_wall / full_wall:.1f}% of the full build"
+            )
 
         if args.postgres:
             name = f"bqx_bench_dbt_{uuid.uuid4().hex[:8]}"
