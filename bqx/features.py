@@ -671,6 +671,7 @@ class FeatureRefresher:
         """
         from bqx.warehouse import open_warehouse
 
+        self._listening()  # before the look: a load committed after it wakes wait()
         sql = "select max(ingested_at), max(bar_start) from raw.candles_m1"
         params: list = []
         if self._seen is not None and self._seen[1] is not None:
@@ -691,22 +692,34 @@ class FeatureRefresher:
         """
         import time
 
-        if self.settings.warehouse != "postgres":
-            time.sleep(timeout)
-            return
         import psycopg
 
-        from bqx.warehouse import listen_for_candles
-
+        listen = self._listening()
+        if listen is None:
+            time.sleep(timeout)
+            return
         try:
-            if self._listen is None:
-                self._listen = listen_for_candles(self.settings)
-            self._listen(timeout)
-        except psycopg.OperationalError:
-            if self._listen is not None:
-                self._listen.close()
+            listen(timeout)
+        except psycopg.OperationalError:  # reopened by the next look
+            listen.close()
             self._listen = None
             time.sleep(timeout)
+
+    def _listening(self):
+        """The PostgreSQL notification listener, opened if needed (None on DuckDB
+        or while the server cannot be reached)."""
+        if self.settings.warehouse != "postgres":
+            return None
+        if self._listen is None:
+            import psycopg
+
+            from bqx.warehouse import listen_for_candles
+
+            try:
+                self._listen = listen_for_candles(self.settings)
+            except psycopg.OperationalError:
+                return None
+        return self._listen
 
     @property
     def newest_bar(self):
