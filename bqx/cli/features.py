@@ -134,10 +134,10 @@ def features_follow(
     """Keep the online store current: whenever bars land in the warehouse (e.g.
     from `bqx ingest follow`), run the incremental dbt models and push the newest
     row of each pair online. dbt and Feast stay loaded between refreshes; the
-    marts served online run first and are pushed, then the labels, so on
-    PostgreSQL a new bar is readable online in about 1.3 s on a 2-core machine. On PostgreSQL
+    marts served online run first and are pushed, then the labels. On PostgreSQL
     every load that stores bars sends a notification at commit (NOTIFY
-    bqx_candles), which wakes the follower without waiting for the next look.
+    bqx_candles), which wakes the follower without waiting for the next look: a
+    new bar is readable online in about 1.3 s on a 2-core machine.
 
     Example, beside `bqx ingest follow` on the production deployment:
     `bqx features follow`. Stop with Ctrl-C (between refreshes).
