@@ -650,9 +650,8 @@ class FeatureRefresher:
 
     def __init__(self, settings: Settings):
         check_online_store(settings)
-        activate(settings)
         self.settings = settings
-        self._dbt = WarmDbt(settings)
+        self._dbt = WarmDbt(settings)  # also exports the settings (activate)
         self.fs = store(settings)
         self._seen: tuple | None = None  # (newest ingested_at, newest bar)
         # dbt selector of what the online store reads: +<mart> of each online view
@@ -726,13 +725,6 @@ class FeatureRefresher:
         """The newest bar start seen by :meth:`new_bars` (None before any)."""
         return self._seen[1] if self._seen else None
 
-    def run_models(
-        self, select: str | None = None, exclude: str | None = None
-    ) -> dict[str, float]:
-        """The incremental ``dbt run`` (each model rewrites its tail only) of the
-        selected models (default all); the seconds each node took."""
-        return self._dbt.run(select=select, exclude=exclude)
-
     def push(self) -> dict[str, int]:
         """The newest row of each pair to the online store; rows written per view."""
         return push_latest(self.settings, fs=self.fs)
@@ -750,12 +742,12 @@ class FeatureRefresher:
         t0 = time.perf_counter()
         views = "config.materialized:view" if self._refreshed else None
         split = bool(self._online)  # no online view (registry not applied): one run
-        nodes = self.run_models(select=self._online if split else None, exclude=views)
+        nodes = self._dbt.run(select=self._online if split else None, exclude=views)
         t1 = time.perf_counter()
         written = self.push()
         t2 = time.perf_counter()
         if split:
-            nodes |= self.run_models(exclude=" ".join(filter(None, [self._online, views])))
+            nodes |= self._dbt.run(exclude=" ".join(filter(None, [self._online, views])))
         if not self._refreshed:  # dbt's adapter and Feast's stores are loaded now
             settle_heap()
         self._refreshed = True
