@@ -39,8 +39,8 @@ cross join lateral {{ bqx_walk_back('links.pair_p', t_cut, t_floor, [w - 1, 1] |
     t_cut at which P and both legs of one of its triangles have a bar (the
     earlier tri_err_mean values a z-score at or after t_cut uses). PostgreSQL
     walks back per pair; DuckDB (no indexes, and a LATERAL walk with a
-    correlated EXISTS took 1.5 s for a day's tail) joins the rows between
-    t_floor and t_cut once and ranks them. -#}
+    correlated EXISTS took 1.5 s for a day's tail) reads the rows between
+    t_floor and t_cut once, one row per timestamp, and ranks them. -#}
 {% macro bqx_tri_tail_bound(t_cut, t_floor) -%}
     {{ return(adapter.dispatch('bqx_tri_tail_bound', 'bqx')(t_cut, t_floor)) }}
 {%- endmacro %}
@@ -50,26 +50,36 @@ cross join lateral {{ bqx_walk_back('links.pair_p', t_cut, t_floor, [w - 1, 1] |
 {%- if not triangles -%}
 select cast(null as timestamp with time zone)
 {%- else -%}
-with triangles (pair, leg1, leg2) as (
-    values
-    {% for t in triangles -%}
-    ('{{ t.pair }}', '{{ t.leg1 }}', '{{ t.leg2 }}'){{ "," if not loop.last }}
-    {% endfor -%}
-),
-
-recent as (
-    select pair, bar_start_at
+{%- set tri_pairs = bqx_triangle_pairs() -%}
+with wide as (
+    {#- per timestamp, which pairs have a bar (as in features_tri) -#}
+    select
+        bar_start_at,
+        array[
+            {% for p in tri_pairs -%}
+            bool_or(pair = '{{ p }}'){{ "," if not loop.last }}
+            {% endfor -%}
+        ] as has_bar
     from {{ ref('int_candles_numbered') }}
     where bar_start_at < {{ bqx_ts_literal(t_cut) }}
         and bar_start_at >= {{ bqx_ts_literal(t_floor) }}
+    group by bar_start_at
+),
+
+triangles (pair, i_pair, i_leg1, i_leg2) as (
+    values
+    {% for t in triangles -%}
+    ('{{ t.pair }}', {{ tri_pairs.index(t.pair) + 1 }}, {{ tri_pairs.index(t.leg1) + 1 }}, {{ tri_pairs.index(t.leg2) + 1 }}){{ "," if not loop.last }}
+    {% endfor -%}
 ),
 
 complete as (
-    select distinct triangles.pair, p.bar_start_at
-    from triangles
-    inner join recent as p on p.pair = triangles.pair
-    inner join recent as l1 on l1.pair = triangles.leg1 and l1.bar_start_at = p.bar_start_at
-    inner join recent as l2 on l2.pair = triangles.leg2 and l2.bar_start_at = p.bar_start_at
+    select distinct triangles.pair, wide.bar_start_at
+    from wide
+    cross join triangles
+    where wide.has_bar[triangles.i_pair]
+        and wide.has_bar[triangles.i_leg1]
+        and wide.has_bar[triangles.i_leg2]
 ),
 
 ranked as (

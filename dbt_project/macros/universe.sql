@@ -94,6 +94,17 @@
     {{ return(out) }}
 {%- endmacro %}
 
+{#- The pairs that take part in some triangle of bqx_triangles (as P or a
+    leg), in a fixed order: the positions of the per-timestamp arrays of
+    features_tri and its tail bound. -#}
+{% macro bqx_triangle_pairs() -%}
+    {%- set out = [] -%}
+    {%- for t in bqx_triangles() -%}
+        {%- for p in [t.pair, t.leg1, t.leg2] if p not in out -%}{%- do out.append(p) -%}{%- endfor -%}
+    {%- endfor -%}
+    {{ return(out) }}
+{%- endmacro %}
+
 {% macro bqx_pair_currencies_sql() -%}
     {#- values rows (pair, base, quote) of the universe. -#}
     {%- for p in bqx_pairs() -%}

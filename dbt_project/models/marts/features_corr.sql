@@ -35,6 +35,7 @@ links as (
 
     {% for l in links -%}
     select
+        {{ loop.index }} as link_id,
         '{{ l.p }}' as pair_p,
         '{{ l.o }}' as pair_o,
         '{{ l.rel_po }}' as category_p,
@@ -50,15 +51,12 @@ walked as (
     {#- per link, its newest common timestamps: those written (at or after
         the cut) and the w_max - 1 before them, numbered newest first -#}
     select
-        links.pair_p,
-        links.pair_o,
-        links.category_p,
-        links.category_o,
+        links.link_id,
         link_walk.bar_start_at,
         link_walk.x,
         link_walk.y,
         row_number() over (
-            partition by links.pair_p, links.pair_o order by link_walk.bar_start_at desc
+            partition by links.link_id order by link_walk.bar_start_at desc
         ) as k
     from links
     cross join lateral (
@@ -85,10 +83,7 @@ walked as (
 sums as (
 
     select
-        outs.pair_p,
-        outs.pair_o,
-        outs.category_p,
-        outs.category_o,
+        outs.link_id,
         outs.bar_start_at,
         {% for w in windows -%}
         count(*) filter (where win.k < outs.k + {{ w }}) = {{ w }} as full_{{ w }},
@@ -98,12 +93,11 @@ sums as (
         {% endfor -%}
     from walked as outs
     inner join walked as win
-        on outs.pair_p = win.pair_p
-        and outs.pair_o = win.pair_o
+        on outs.link_id = win.link_id
         and win.k >= outs.k
         and win.k < outs.k + {{ w_max }}
     where outs.bar_start_at >= (select min(bar_start_at) from inputs where is_output)
-    group by outs.pair_p, outs.pair_o, outs.category_p, outs.category_o, outs.bar_start_at
+    group by outs.link_id, outs.bar_start_at
 
 ),
 {%- else -%}
@@ -118,21 +112,33 @@ returns as (
 
 ),
 
+{#- each link's first pair's returns (materialized), then the other pair's
+    joined on (pair, timestamp): left to order the joins itself, DuckDB's
+    planner joined all pairs' returns with each other on the timestamp alone
+    first -#}
+link_p as materialized (
+
+    select
+        links.link_id,
+        links.pair_o,
+        rp.bar_start_at,
+        rp.r as x
+    from links
+    inner join returns as rp on links.pair_p = rp.pair
+
+),
+
 aligned as (
 
     select
-        links.pair_p,
-        links.pair_o,
-        links.category_p,
-        links.category_o,
-        rp.bar_start_at,
-        rp.r as x,
+        link_p.link_id,
+        link_p.bar_start_at,
+        link_p.x,
         ro.r as y
-    from links
-    inner join returns as rp on links.pair_p = rp.pair
+    from link_p
     inner join returns as ro
-        on links.pair_o = ro.pair
-        and rp.bar_start_at = ro.bar_start_at
+        on link_p.pair_o = ro.pair
+        and link_p.bar_start_at = ro.bar_start_at
 
 ),
 
@@ -141,10 +147,7 @@ running as (
     {#- float64 running sums over each link's common timestamps; a window is
         the difference of two of them (O(rows) for any w). -#}
     select
-        pair_p,
-        pair_o,
-        category_p,
-        category_o,
+        link_id,
         bar_start_at,
         row_number() over w_link as k,
         sum(x) over w_cum as cx,
@@ -154,9 +157,9 @@ running as (
         sum(x * y) over w_cum as cxy
     from aligned
     window
-        w_link as (partition by pair_p, pair_o order by bar_start_at),
+        w_link as (partition by link_id order by bar_start_at),
         w_cum as (
-            partition by pair_p, pair_o order by bar_start_at
+            partition by link_id order by bar_start_at
             rows between unbounded preceding and current row
         )
 
@@ -165,10 +168,7 @@ running as (
 sums as (
 
     select
-        pair_p,
-        pair_o,
-        category_p,
-        category_o,
+        link_id,
         bar_start_at,
         {% for w in windows -%}
         k >= {{ w }} as full_{{ w }},
@@ -180,7 +180,7 @@ sums as (
         {% endfor -%}
         {% endfor -%}
     from running
-    window w_link as (partition by pair_p, pair_o order by bar_start_at)
+    window w_link as (partition by link_id order by bar_start_at)
     {{ bqx_fence() }}
 
 ),
@@ -189,10 +189,7 @@ sums as (
 moments as (
 
     select
-        pair_p,
-        pair_o,
-        category_p,
-        category_o,
+        link_id,
         bar_start_at,
         {% for w in windows -%}
         full_{{ w }},
@@ -208,10 +205,7 @@ moments as (
 pearson as (
 
     select
-        pair_p,
-        pair_o,
-        category_p,
-        category_o,
+        link_id,
         bar_start_at,
         {% for w in windows -%}
         case
@@ -227,24 +221,26 @@ pearson as (
 attributed as (
 
     select
-        pair_p as pair,
-        category_p as category,
-        bar_start_at,
+        links.pair_p as pair,
+        links.category_p as category,
+        pearson.bar_start_at,
         {% for w in windows -%}
-        corr_{{ w }}{{ "," if not loop.last }}
+        pearson.corr_{{ w }}{{ "," if not loop.last }}
         {% endfor -%}
     from pearson
+    inner join links on pearson.link_id = links.link_id
 
     union all
 
     select
-        pair_o as pair,
-        category_o as category,
-        bar_start_at,
+        links.pair_o as pair,
+        links.category_o as category,
+        pearson.bar_start_at,
         {% for w in windows -%}
-        corr_{{ w }}{{ "," if not loop.last }}
+        pearson.corr_{{ w }}{{ "," if not loop.last }}
         {% endfor -%}
     from pearson
+    inner join links on pearson.link_id = links.link_id
 
 ),
 

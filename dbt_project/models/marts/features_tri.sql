@@ -6,6 +6,7 @@
 {{ bqx_mart_config() }}
 {%- set zw = var('tri_z_window') %}
 {%- set triangles = bqx_triangles() %}
+{%- set tri_pairs = bqx_triangle_pairs() %}
 {%- set dbl = bqx_double() %}
 
 with
@@ -13,20 +14,6 @@ with
 {{ bqx_cross_tail_inputs(lookback=var('cross_lookback_bars'), bound=bqx_tri_tail_bound) }},
 
 {% if triangles | length > 0 -%}
-triangles as (
-
-    {% for t in triangles -%}
-    select
-        '{{ t.pair }}' as pair,
-        '{{ t.leg1 }}' as leg1,
-        cast({{ t.s1 }} as {{ dbl }}) as sign1,
-        '{{ t.leg2 }}' as leg2,
-        cast({{ t.s2 }} as {{ dbl }}) as sign2
-    {{ "union all" if not loop.last }}
-    {% endfor %}
-
-),
-
 log_closes as (
 
     select
@@ -37,20 +24,49 @@ log_closes as (
 
 ),
 
+{#- one row per timestamp with the log closes of every pair of a triangle
+    (an array, in tri_pairs order), and each triangle reads its three
+    entries: no join of bars with bars (left to order such joins itself,
+    DuckDB's planner joined the legs' bars with each other on the timestamp
+    alone first, every pair with every pair), and one query block whatever
+    the number of triangles -#}
+wide as (
+
+    select
+        bar_start_at,
+        array[
+            {% for p in tri_pairs -%}
+            max(case when pair = '{{ p }}' then log_close end){{ "," if not loop.last }}
+            {% endfor -%}
+        ] as lc
+    from log_closes
+    group by bar_start_at
+
+),
+
+triangles (pair, i_pair, i_leg1, sign1, i_leg2, sign2) as (
+
+    values
+    {% for t in triangles -%}
+    ('{{ t.pair }}', {{ tri_pairs.index(t.pair) + 1 }}, {{ tri_pairs.index(t.leg1) + 1 }}, {{ t.s1 }}, {{ tri_pairs.index(t.leg2) + 1 }}, {{ t.s2 }}){{ "," if not loop.last }}
+    {% endfor %}
+
+),
+
 errors as (
 
     select
-        p.pair,
-        p.bar_start_at,
-        10000 * (p.log_close - (triangles.sign1 * l1.log_close + triangles.sign2 * l2.log_close)) as tri_err
-    from triangles
-    inner join log_closes as p on triangles.pair = p.pair
-    inner join log_closes as l1
-        on triangles.leg1 = l1.pair
-        and p.bar_start_at = l1.bar_start_at
-    inner join log_closes as l2
-        on triangles.leg2 = l2.pair
-        and p.bar_start_at = l2.bar_start_at
+        triangles.pair,
+        wide.bar_start_at,
+        10000 * (wide.lc[triangles.i_pair] - (
+            cast(triangles.sign1 as {{ dbl }}) * wide.lc[triangles.i_leg1]
+            + cast(triangles.sign2 as {{ dbl }}) * wide.lc[triangles.i_leg2]
+        )) as tri_err
+    from wide
+    cross join triangles
+    where wide.lc[triangles.i_pair] is not null
+        and wide.lc[triangles.i_leg1] is not null
+        and wide.lc[triangles.i_leg2] is not null
 
 ),
 
