@@ -46,6 +46,15 @@ class Settings(BaseSettings):
     marts_dir: Path | None = Field(None, description="Parquet copies of the marts.")
     duckdb_memory_limit: str = "4GB"
     duckdb_threads: int = 2
+    duckdb_row_group_size: int = Field(
+        16384,
+        ge=2048,
+        multiple_of=2048,
+        description=(
+            "Rows per DuckDB row group of the warehouse file; every writer (dbt, "
+            "loads) attaches the file with it (see bqx.warehouse.attach_duckdb)."
+        ),
+    )
 
     pg_host: str = "127.0.0.1"
     pg_port: int = 5432

@@ -39,10 +39,14 @@ def built(adapter_settings):
     load(settings, first)
     run_dbt(settings, "run", pairs=PAIRS)
     written = {}  # Parquet file -> mtime after the first build (DuckDB)
+    groups = {}  # rows per row group of a mart: after dbt's build, after a load
     if settings.warehouse == "duckdb":
         written = {p: p.stat().st_mtime_ns for p in settings.marts_dir.glob("*/*")}
+        groups["built"] = row_groups(settings, "marts.features_reg")
     last = bars["bar_start"] >= pd.Timestamp(LAST_MINUTES, tz="UTC")
     load(settings, bars[(bars["bar_start"] >= SPLIT) & ~last])
+    if settings.warehouse == "duckdb":
+        groups["loaded"] = row_groups(settings, "marts.features_reg")
     run_dbt(settings, "build", pairs=PAIRS)
     load(settings, bars[last])
     run_dbt(settings, "run", pairs=PAIRS)
@@ -71,6 +75,7 @@ def built(adapter_settings):
     full = {m: query(settings, f"select * from marts.{m}") for m in MARTS}
     ref = reference.compute_all(raw_bars(settings))
     return {
+        "row_groups": groups,
         "incremental": incremental,
         "full": full,
         "ref": ref,
@@ -88,6 +93,28 @@ def built(adapter_settings):
             for d in bars["bar_start"].dt.tz_convert("UTC").dt.date.unique()
         ),
     }
+
+
+def row_groups(settings, table: str) -> list[int]:
+    """Rows of each row group of a DuckDB table, in order."""
+    return query(
+        settings,
+        "select row_group_id, sum(count) as n "
+        f"from pragma_storage_info('{table}') where column_path = '[0]' "
+        "group by row_group_id order by row_group_id",
+    )["n"].astype(int).tolist()
+
+
+def test_duckdb_writers_share_the_row_group_size(built, adapter_settings):
+    """dbt (the profile's attach) writes row groups of the settings' size, and a
+    load through bqx (its own attach) leaves them as they are: a writer with
+    another size regroups every table of the file at its checkpoint."""
+    if adapter_settings.warehouse != "duckdb":
+        pytest.skip("row groups are DuckDB's")
+    size = adapter_settings.duckdb_row_group_size
+    built_groups = built["row_groups"]["built"]
+    assert len(built_groups) >= 2 and max(built_groups) <= size  # not DuckDB's 122,880
+    assert built["row_groups"]["loaded"] == built_groups
 
 
 def test_refresh_rewrote_only_new_bars(built):
