@@ -501,7 +501,8 @@ class DuckDBWarehouse(Warehouse):
         settings.duckdb_path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self.con = attach_duckdb(settings, read_only=read_only)
-        except duckdb.IOException as exc:
+        except (duckdb.IOException, duckdb.ResourceInUseException) as exc:
+            # another process holds the file, or this one has it open already
             raise WarehouseError(
                 f"cannot open DuckDB warehouse {settings.duckdb_path}: {exc}"
             ) from exc
