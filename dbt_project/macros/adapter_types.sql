@@ -139,9 +139,7 @@ extrema as (
 {% macro bqx_export_parquet() -%}
     {{ return(adapter.dispatch('bqx_export_parquet', 'bqx')()) }}
 {%- endmacro %}
-{% macro default__bqx_export_parquet() -%}
-    select 1
-{%- endmacro %}
+{% macro default__bqx_export_parquet() -%}{%- endmacro %}
 {% macro duckdb__bqx_export_parquet() -%}
     {%- set folder = env_var('BQX_MARTS_DIR', '../.bqx/marts') ~ '/' ~ this.identifier -%}
     {%- set day_of = "cast(timezone('UTC', bar_start_at) as date)" -%}
@@ -152,10 +150,14 @@ extrema as (
             ~ " order by table_name desc limit 1"
         ).columns[0].values() -%}
         {%- set written = ('temp.main."' ~ tmp[0] ~ '"') if tmp | length > 0 else this -%}
-        {%- set days = run_query(
-            "select distinct strftime(" ~ day_of ~ ", '%Y-%m-%d') as d from " ~ written ~ " order by d"
-        ).columns[0].values() -%}
-        {%- if days | length > 0 -%}
+        {#- the days written, and whether the folder holds files yet -#}
+        {%- set found = run_query(
+            "select distinct strftime(" ~ day_of ~ ", '%Y-%m-%d') as d,"
+            ~ " (select count(*) from glob('" ~ folder ~ "/*.parquet')) as files"
+            ~ " from " ~ written ~ " order by d"
+        ) -%}
+        {%- set days = found.columns[0].values() -%}
+        {%- if days | length > 0 and found.rows[0][1] == 0 -%}
             {%- do run_query(bqx_make_folder(folder)) -%}
         {%- endif -%}
         {%- for d in days -%}
@@ -166,7 +168,6 @@ extrema as (
             ) -%}
         {%- endfor -%}
     {%- endif -%}
-    select 1
 {%- endmacro %}
 
 {#- DuckDB's COPY does not create folders; a partitioned COPY of no rows
@@ -244,6 +245,5 @@ extrema as (
         set_config('work_mem', '{{ var("pg_work_mem", "256MB") }}', true),
         set_config('jit', 'off', true)
 {%- endmacro %}
-{% macro duckdb__bqx_model_tuning() -%}
-    select 1
-{%- endmacro %}
+{#- DuckDB: nothing to set (an empty hook runs no statement). -#}
+{% macro duckdb__bqx_model_tuning() -%}{%- endmacro %}

@@ -9,6 +9,56 @@
     t_cut at which both pairs have a return (the rows a window ending at or
     after t_cut can hold before t_cut). -#}
 {% macro bqx_corr_tail_bound(t_cut, t_floor) -%}
+    {{ return(adapter.dispatch('bqx_corr_tail_bound', 'bqx')(t_cut, t_floor)) }}
+{%- endmacro %}
+
+{#- DuckDB (no indexes; the LATERAL walks with a correlated EXISTS took 0.15 s
+    for a day's tail): the rows between t_floor and t_cut read once, one row
+    per timestamp with which pairs have a return, then ranked per link. -#}
+{% macro duckdb__bqx_corr_tail_bound(t_cut, t_floor) -%}
+{%- set links = bqx_corr_links() -%}
+{%- if not links -%}
+select cast(null as timestamp with time zone)
+{%- else -%}
+{%- set linked = [] -%}
+{%- for l in links -%}
+{%- for p in [l.p, l.o] if p not in linked -%}{%- do linked.append(p) -%}{%- endfor -%}
+{%- endfor -%}
+with wide as (
+    select
+        bar_start_at,
+        array[
+            {% for p in linked -%}
+            bool_or(pair = '{{ p }}' and log_return is not null){{ "," if not loop.last }}
+            {% endfor -%}
+        ] as has_return
+    from {{ ref('int_candles_numbered') }}
+    where bar_start_at < {{ bqx_ts_literal(t_cut) }}
+        and bar_start_at >= {{ bqx_ts_literal(t_floor) }}
+    group by bar_start_at
+),
+
+links (link_id, i_p, i_o) as (
+    values
+    {% for l in links -%}
+    ({{ loop.index }}, {{ linked.index(l.p) + 1 }}, {{ linked.index(l.o) + 1 }}){{ "," if not loop.last }}
+    {% endfor -%}
+),
+
+ranked as (
+    select
+        wide.bar_start_at,
+        row_number() over (partition by links.link_id order by wide.bar_start_at desc) as k
+    from wide
+    cross join links
+    where wide.has_return[links.i_p] and wide.has_return[links.i_o]
+)
+
+select min(bar_start_at) from ranked where k <= {{ [var('corr_windows') | max - 1, 1] | max }}
+{%- endif -%}
+{%- endmacro %}
+
+{% macro default__bqx_corr_tail_bound(t_cut, t_floor) -%}
 {%- set bars = ref('int_candles_numbered') -%}
 {%- set links = bqx_corr_links() -%}
 {%- set w = var('corr_windows') | max -%}

@@ -56,6 +56,13 @@ def built(adapter_settings):
         "select batch_id, count(*) as n from intermediate.int_candles_numbered "
         "group by batch_id order by n desc",
     )
+    stored_cuts = None  # DuckDB: the cuts int_candles_numbered stored for the marts
+    if settings.warehouse == "duckdb":
+        stored_cuts = query(
+            settings,
+            "select model, pair, cut_at from intermediate.int_candles_numbered__tail_cuts "
+            f"where invocation_id = '{batches['batch_id'].iloc[-1]}'",
+        )
     incremental = {m: query(settings, f"select * from marts.{m}") for m in MARTS}
     parquet = {}
     if settings.warehouse == "duckdb":  # what Feast reads: <mart>/<day>.parquet
@@ -83,6 +90,8 @@ def built(adapter_settings):
         "n_first": len(first),
         "n_last": int(last.sum()),
         "per_row": per_row,
+        "stored_cuts": stored_cuts,
+        "last_minutes": bars[last].groupby("pair")["bar_start"].min(),
         "n_all": len(bars),
         "parquet": parquet,
         "stale_day_left": stale_left,
@@ -132,6 +141,24 @@ def test_short_tail_plan_is_per_row_on_postgres_only(built, adapter_settings):
     # the reference below; this shows which plan produced them
     expected = adapter_settings.warehouse == "postgres"
     assert built["per_row"] == {m: expected for m in PER_ROW_MARTS}
+
+
+def test_short_tail_cuts_were_stored_once_for_every_mart(built, adapter_settings):
+    """DuckDB: int_candles_numbered computed the marts' tail cuts for the run
+    (bqx_store_tail_cuts), and each pair's cut is its first new bar; the marts
+    read them instead of each scanning the bars (the frames compared below
+    come from that run)."""
+    if adapter_settings.warehouse != "duckdb":
+        pytest.skip("PostgreSQL's marts read their cuts by index walks")
+    stored = built["stored_cuts"]
+    assert sorted(stored["model"].unique()) == sorted(MARTS)
+    markers = stored[stored["pair"].isna()]
+    assert sorted(markers["model"]) == sorted(MARTS)  # one per mart: computed
+    cuts = stored.dropna(subset=["pair"])
+    first_new = built["last_minutes"]
+    assert len(cuts) == len(MARTS) * len(first_new)
+    for row in cuts.itertuples():
+        assert pd.Timestamp(row.cut_at) == first_new[row.pair], row
 
 
 @pytest.mark.parametrize("mart", MARTS)

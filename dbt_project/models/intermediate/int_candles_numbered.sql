@@ -14,6 +14,7 @@
         {'columns': ['batch_id']},
         {'columns': ['bar_start_at']},
     ]),
+    post_hook=["{{ bqx_store_tail_cuts() }}"],
 ) }}
 
 {%- set exact = bqx_exact_int() %}
@@ -24,37 +25,10 @@ with
 {#- Per pair: the first stored bar that is new or changed since this model last
     read the pair (ingested_at after the newest one it holds) and the last bar
     it keeps before it (the anchor its running sums continue from). Read with
-    run_query, one index walk per pair on PostgreSQL; literals below. -#}
+    run_query (bqx_changed_bars_sql); literals below. -#}
 {%- set starts = [] -%}
 {%- if execute -%}
-{%- set sql -%}
-with seen as (
-    select
-        universe.pair,
-        coalesce(
-            (select max(t.ingested_at) from {{ this }} as t where t.pair = universe.pair),
-            cast('1900-01-01 00:00:00+00' as timestamp with time zone)
-        ) as seen_until
-    from {{ bqx_universe_relation() }}
-),
-
-changed as (
-    select
-        seen.pair,
-        (select min(s.bar_start_at) from {{ ref('stg_oanda__candles') }} as s
-         where s.pair = seen.pair and s.ingested_at > seen.seen_until) as changed_from
-    from seen
-)
-
-select
-    changed.pair,
-    changed.changed_from,
-    (select max(k.bar_start_at) from {{ this }} as k
-     where k.pair = changed.pair and k.bar_start_at < changed.changed_from) as anchor_at
-from changed
-where changed.changed_from is not null
-order by changed.pair
-{%- endset -%}
+{%- set sql = bqx_changed_bars_sql(ref('stg_oanda__candles')) -%}
 {%- set starts = run_query(sql).rows -%}
 {%- endif %}
 
