@@ -25,15 +25,31 @@ PAIRS = ["EUR_USD", "USD_JPY", "EUR_JPY"]
 
 
 class Restart(threading.Thread):
-    """Restart the local cluster ``delay`` seconds from now; ``at`` is when."""
+    """Restart the local cluster ``delay`` seconds from now, or, with ``after``,
+    as soon as that text is in the ``log`` file (the command's own progress, not
+    a guess from an earlier run's duration); ``at`` is when."""
 
-    def __init__(self, delay: float) -> None:
+    def __init__(self, delay: float = 0.0, log: Path | None = None, after: str = "") -> None:
         super().__init__()
-        self.delay, self.at = delay, None
+        self.delay, self.log, self.after, self.at = delay, log, after, None
         self.start()
+
+    def _wait_for_log(self, timeout: float = 300) -> None:
+        deadline, seen, offset = time.monotonic() + timeout, "", 0
+        while time.monotonic() < deadline:
+            if self.log.exists():
+                with self.log.open(errors="replace") as f:
+                    f.seek(offset)
+                    seen = seen[-len(self.after):] + f.read()
+                    offset = f.tell()
+                if self.after in seen:
+                    return
+            time.sleep(0.05)
 
     def run(self) -> None:
         version = sorted(os.listdir("/etc/postgresql"))[0]
+        if self.log is not None:
+            self._wait_for_log()
         time.sleep(self.delay)
         self.at = time.monotonic()
         subprocess.run(
@@ -123,7 +139,11 @@ def test_dbt_build_and_publish_converge_after_a_restart(tmp_path, pg_database_fa
         assert run.returncode == 0, run.stderr[-2000:]
         durations[command] = t1 - t0
     for command in (("features", "build"), ("features", "publish")):
-        restart = Restart(delay=0.6 * durations[command])
+        if command[1] == "build":  # as the marts start (the views and int are done)
+            log = hit.data_dir / "dbt_logs" / "dbt.log"
+            restart = Restart(log=log, after="START sql incremental model marts.")
+        else:
+            restart = Restart(delay=0.6 * durations[command])
         run, start, end = timed_bqx(hit, *command)
         restart.join()
         wait_for_postgres()
