@@ -47,7 +47,7 @@ class Settings(BaseSettings):
     duckdb_memory_limit: str = "4GB"
     duckdb_threads: int = 2
     duckdb_row_group_size: int = Field(
-        16384,
+        8192,
         ge=2048,
         multiple_of=2048,
         description=(

@@ -128,46 +128,56 @@ extrema as (
 )
 {%- endmacro %}
 
-{#- Export a mart to Parquet after it is built (DuckDB only: Feast reads the
-    files; on PostgreSQL Feast reads the tables): a folder per mart,
+{#- Parquet copies of the marts on DuckDB (Feast reads the files; on
+    PostgreSQL it reads the tables): a folder per mart,
     `$BQX_MARTS_DIR/<mart>/<YYYY-MM-DD>.parquet`, one file per UTC day of
-    bar_start_at, rows ordered by (pair, event_timestamp). An incremental run
-    rewrites only the days of the rows it wrote (those of dbt's temp table,
-    still there in the post-hook); a full build (first run, --full-refresh)
-    writes every day. Each file is overwritten whole, so a reader never sees
-    a day twice. -#}
-{% macro bqx_export_parquet() -%}
-    {{ return(adapter.dispatch('bqx_export_parquet', 'bqx')()) }}
+    bar_start_at, rows ordered by (pair, event_timestamp). A run rewrites the
+    files of the days it wrote (a full build: every day); each file is
+    overwritten whole, so a reader never sees a day twice. Written by the
+    DuckDB incremental materialization (materializations/incremental_duckdb.sql)
+    for models with meta bqx_export_parquet. -#}
+{% macro bqx_marts_folder() -%}
+{{ return(env_var('BQX_MARTS_DIR', '../.bqx/marts') ~ '/' ~ this.identifier) }}
 {%- endmacro %}
-{% macro default__bqx_export_parquet() -%}{%- endmacro %}
-{% macro duckdb__bqx_export_parquet() -%}
-    {%- set folder = env_var('BQX_MARTS_DIR', '../.bqx/marts') ~ '/' ~ this.identifier -%}
-    {%- set day_of = "cast(timezone('UTC', bar_start_at) as date)" -%}
-    {%- if execute -%}
-        {%- set tmp = run_query(
-            "select table_name from duckdb_tables() where temporary"
-            ~ " and starts_with(table_name, '" ~ this.identifier ~ "__dbt_tmp')"
-            ~ " order by table_name desc limit 1"
-        ).columns[0].values() -%}
-        {%- set written = ('temp.main."' ~ tmp[0] ~ '"') if tmp | length > 0 else this -%}
-        {#- the days written, and whether the folder holds files yet -#}
-        {%- set found = run_query(
-            "select distinct strftime(" ~ day_of ~ ", '%Y-%m-%d') as d,"
-            ~ " (select count(*) from glob('" ~ folder ~ "/*.parquet')) as files"
-            ~ " from " ~ written ~ " order by d"
-        ) -%}
-        {%- set days = found.columns[0].values() -%}
-        {%- if days | length > 0 and found.rows[0][1] == 0 -%}
-            {%- do run_query(bqx_make_folder(folder)) -%}
-        {%- endif -%}
-        {%- for d in days -%}
-            {%- do run_query(
-                "copy (select * from " ~ this ~ " where bar_start_at >= timestamptz '" ~ d ~ " 00:00:00+00'"
-                ~ " and bar_start_at < timestamptz '" ~ d ~ " 00:00:00+00' + interval 1 day"
-                ~ " order by pair, event_timestamp) to '" ~ folder ~ "/" ~ d ~ ".parquet' (format parquet)"
-            ) -%}
-        {%- endfor -%}
+
+{#- The statements that write the files of `days` ('YYYY-MM-DD'), creating
+    the folder first when it holds no file yet (`files`: how many it holds). -#}
+{% macro bqx_export_days_sql(days, files) -%}
+{%- set folder = bqx_marts_folder() -%}
+{%- if days and files == 0 %}
+{{ bqx_make_folder(folder) }};
+{%- endif %}
+{%- for d in days %}
+copy (
+    select * from {{ this }}
+    where bar_start_at >= timestamptz '{{ d }} 00:00:00+00'
+        and bar_start_at < timestamptz '{{ d }} 00:00:00+00' + interval 1 day
+    order by pair, event_timestamp
+) to '{{ folder }}/{{ d }}.parquet' (format parquet);
+{%- endfor %}
+{%- endmacro %}
+
+{#- After dbt-duckdb's materialization: the days of the rows it wrote (those
+    of its temp table, still there after an incremental run), or every day
+    (a full build). -#}
+{% macro bqx_export_parquet() -%}
+{%- if execute -%}
+    {%- set tmp = run_query(
+        "select table_name from duckdb_tables() where temporary"
+        ~ " and starts_with(table_name, '" ~ this.identifier ~ "__dbt_tmp')"
+        ~ " order by table_name desc limit 1"
+    ).columns[0].values() -%}
+    {%- set written = ('temp.main."' ~ tmp[0] ~ '"') if tmp | length > 0 else this -%}
+    {%- set found = run_query(
+        "select distinct " ~ bqx_day_sql() ~ " as d,"
+        ~ " (select count(*) from glob('" ~ bqx_marts_folder() ~ "/*.parquet')) as files"
+        ~ " from " ~ written ~ " order by d"
+    ) -%}
+    {%- set days = found.columns[0].values() -%}
+    {%- if days | length > 0 -%}
+        {%- do run_query(bqx_export_days_sql(days, found.rows[0][1])) -%}
     {%- endif -%}
+{%- endif -%}
 {%- endmacro %}
 
 {#- DuckDB's COPY does not create folders; a partitioned COPY of no rows

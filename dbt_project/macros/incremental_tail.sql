@@ -119,9 +119,12 @@ order by changed.pair
 {%- endmacro %}
 
 {#- DuckDB: where int_candles_numbered keeps the tail cuts of the marts for the
-    invocation that last ran it (bqx_store_tail_cuts), one row per (model,
-    pair) to write and one row (pair null) per model whose cuts it computed.
-    Created by on-run-start (bqx_prepare_tail_cuts). -#}
+    invocation that last ran it (bqx_store_tail_cuts): one row per (model,
+    pair) to write (its cut, and write_at, the first bar the mart rewrites),
+    and one row (pair null) per model whose cuts it computed, with the UTC
+    days the mart rewrites (`days`, comma-separated). Replaced by on-run-start
+    (bqx_prepare_tail_cuts): its rows only ever serve the invocation that
+    wrote them. -#}
 {% macro bqx_tail_cuts_relation() -%}
 {{ return(api.Relation.create(
     database=target.database, schema='intermediate', identifier='int_candles_numbered__tail_cuts'
@@ -135,21 +138,37 @@ order by changed.pair
 {% macro duckdb__bqx_prepare_tail_cuts() -%}
 {%- set cuts = bqx_tail_cuts_relation() -%}
 create schema if not exists {{ cuts.database }}.{{ cuts.schema }};
-create table if not exists {{ cuts }} (
+create or replace table {{ cuts }} (
     invocation_id varchar,
     model varchar,
     pair varchar,
     cut_n bigint,
     cut_at timestamp with time zone,
-    last_n bigint
+    last_n bigint,
+    write_at timestamp with time zone,
+    days varchar
 )
+{%- endmacro %}
+
+{#- How a mart rewrites its tail (model config meta, set by bqx_mart_config):
+    per pair from its cut back `bqx_relabel` bars, or, for a cross-pair mart
+    (`bqx_tail_cross`), every pair from the earliest cut on. -#}
+{% macro bqx_tail_relabel(node=none) -%}
+{%- set meta = (node.config.meta if node is not none else config.get('meta')) or {} -%}
+{{ return(meta.get('bqx_relabel', 0)) }}
+{%- endmacro %}
+
+{#- The UTC day of a bar_start_at, as the name of its Parquet file. -#}
+{% macro bqx_day_sql(column='bar_start_at') -%}
+strftime(cast(timezone('UTC', {{ column }}) as date), '%Y-%m-%d')
 {%- endmacro %}
 
 {#- int_candles_numbered's post-hook on DuckDB: the tail cuts of the marts
     selected in this invocation (models with meta bqx_tail_cuts that exist),
     stored for them (bqx_tail_cuts_relation). Each mart would otherwise scan
     int_candles_numbered and itself for them (14 ms alone, about 50 ms beside
-    another model's query, ten times per refresh).
+    another model's query, ten times per refresh), and its materialization
+    would look up the days it rewrote.
 
     Per pair: last_n, the first bar written by this invocation (batch_n) and
     since_at, the bar before it (the pair's newest bar when it has none): a
@@ -158,7 +177,12 @@ create table if not exists {{ cuts }} (
     DuckDB skips the older row groups), and cut_n = least(batch_n, the bar
     after done). A mart for which some pair has no row from since_at on
     (behind, or without the pair), or whose last row is no longer a bar, is
-    left out: it reads its own cuts (bqx_tail_cuts_sql). -#}
+    left out: it reads its own cuts (bqx_tail_cuts_sql) and is written by
+    dbt-duckdb's incremental materialization. For an up-to-date mart cut_n
+    is batch_n, so the first bar it rewrites is at or after the bar
+    `max(bqx_relabel)` before batch_n (relabel_at): the days are read from
+    there on (a literal again), and a mart whose write_at were earlier is
+    left out too. -#}
 {% macro bqx_store_tail_cuts() -%}
     {{ return(adapter.dispatch('bqx_store_tail_cuts', 'bqx')()) }}
 {%- endmacro %}
@@ -172,21 +196,33 @@ create table if not exists {{ cuts }} (
     and node.config.meta.get('bqx_tail_cuts')
     and node.unique_id in selected_resources -%}
 {%- set relation = adapter.get_relation(database=node.database, schema=node.schema, identifier=node.alias) -%}
-{%- if relation is not none -%}{%- do marts.append(relation) -%}{%- endif -%}
+{%- if relation is not none -%}
+{%- do marts.append({
+    'relation': relation,
+    'relabel': bqx_tail_relabel(node),
+    'cross': node.config.meta.get('bqx_tail_cross', false),
+}) -%}
+{%- endif -%}
 {%- endfor -%}
 {%- if marts -%}
+{%- set relabel_max = marts | map(attribute='relabel') | max -%}
 {%- set pairs = run_query(
     "with pairs as (select pair, max(bar_n) as last_n, min(bar_n) filter (where batch_id = '"
     ~ invocation_id ~ "') as batch_n from " ~ this ~ " group by pair)"
-    ~ " select pairs.pair, pairs.last_n, pairs.batch_n, b.bar_start_at as since_at from pairs"
+    ~ " select pairs.pair, pairs.last_n, pairs.batch_n, b.bar_start_at as since_at,"
+    ~ " r.bar_start_at as relabel_at from pairs"
     ~ " left join " ~ this ~ " as b on b.pair = pairs.pair"
     ~ " and b.bar_n = coalesce(pairs.batch_n, pairs.last_n + 1) - 1"
+    ~ " left join " ~ this ~ " as r on r.pair = pairs.pair"
+    ~ " and r.bar_n = greatest(coalesce(pairs.batch_n, pairs.last_n + 1) - " ~ relabel_max ~ ", 0)"
 ).rows -%}
 {%- endif -%}
 {%- endif -%}
 {%- set since = pairs | map(attribute=3) | reject('none') | list -%}
-{%- if marts and pairs and since | length == pairs | length -%}
+{%- set relabel_at = pairs | map(attribute=4) | reject('none') | list -%}
+{%- if marts and pairs and since | length == pairs | length and relabel_at | length == pairs | length -%}
 {%- set t_since = since | min -%}
+{%- set t_relabel = relabel_at | min -%}
 delete from {{ bqx_tail_cuts_relation() }};
 insert into {{ bqx_tail_cuts_relation() }}
 with pairs (pair, last_n, batch_n, since_at) as (
@@ -196,10 +232,17 @@ with pairs (pair, last_n, batch_n, since_at) as (
     {% endfor %}
 ),
 
+marts (model, relabel, is_cross) as (
+    values
+    {% for m in marts -%}
+    ('{{ m.relation.identifier }}', {{ m.relabel }}, {{ m.cross }}){{ "," if not loop.last }}
+    {% endfor %}
+),
+
 done as (
     {% for m in marts -%}
-    select '{{ m.identifier }}' as model, pair, max(bar_start_at) as done_at
-    from {{ m }}
+    select '{{ m.relation.identifier }}' as model, pair, max(bar_start_at) as done_at
+    from {{ m.relation }}
     where bar_start_at >= {{ bqx_ts_literal(t_since) }}
     group by pair
     {{ "union all" if not loop.last }}
@@ -230,15 +273,68 @@ cut as (
     from up_to_date
     cross join pairs
     inner join done_n on done_n.model = up_to_date.model and done_n.pair = pairs.pair
+),
+
+written as (
+    select cut.model, cut.pair, cut.cut_n, bars.bar_start_at as cut_at, cut.last_n
+    from cut
+    inner join {{ this }} as bars on bars.pair = cut.pair and bars.bar_n = cut.cut_n
+    where cut.cut_n <= cut.last_n
+),
+
+starts as (
+    select
+        written.*,
+        marts.is_cross,
+        case
+            when marts.is_cross then min(written.cut_at) over (partition by written.model)
+            else first_bar.bar_start_at
+        end as write_at
+    from written
+    inner join marts on marts.model = written.model
+    inner join {{ this }} as first_bar
+        on first_bar.pair = written.pair
+        and first_bar.bar_n = greatest(written.cut_n - marts.relabel, 0)
+),
+
+recent as (
+    select pair, bar_start_at, {{ bqx_day_sql() }} as day
+    from {{ this }}
+    where bar_start_at >= {{ bqx_ts_literal(t_relabel) }}
+),
+
+days as (
+    select starts.model, string_agg(distinct recent.day, ',' order by recent.day) as days
+    from starts
+    inner join recent on recent.pair = starts.pair and recent.bar_start_at >= starts.write_at
+    where not starts.is_cross
+    group by starts.model
+    union all
+    select cross_start.model, string_agg(distinct recent.day, ',' order by recent.day) as days
+    from (
+        select model, min(write_at) as write_at from starts where is_cross group by model
+    ) as cross_start
+    inner join recent on recent.bar_start_at >= cross_start.write_at
+    group by cross_start.model
+),
+
+stored as (
+    select up_to_date.model
+    from up_to_date
+    where not exists (
+        select 1 from starts
+        where starts.model = up_to_date.model
+            and starts.write_at < {{ bqx_ts_literal(t_relabel) }}
+    )
 )
 
-select '{{ invocation_id }}', cut.model, cut.pair, cut.cut_n, bars.bar_start_at, cut.last_n
-from cut
-inner join {{ this }} as bars on bars.pair = cut.pair and bars.bar_n = cut.cut_n
-where cut.cut_n <= cut.last_n
+select '{{ invocation_id }}', starts.model, starts.pair, starts.cut_n, starts.cut_at, starts.last_n, starts.write_at, null
+from starts
+inner join stored on stored.model = starts.model
 union all
-select '{{ invocation_id }}', model, null, null, null, null
-from up_to_date
+select '{{ invocation_id }}', stored.model, null, null, null, null, null, days.days
+from stored
+left join days on days.model = stored.model
 {%- endif -%}
 {%- endmacro %}
 
@@ -330,10 +426,12 @@ order by bars.pair
 
     Full build: every row. Incremental: per pair, the cut is the first bar to
     write (bqx_tail_cuts); the mart writes rows from `cut - relabel` (labels
-    change when future bars arrive) and reads `lookback` more rows before
-    that. `cuts`: bqx_tail_cuts, when the model read them already. -#}
-{% macro bqx_tail_inputs(lookback, relabel=0, cuts=none) -%}
+    change when future bars arrive; bqx_mart_config's relabel) and reads
+    `lookback` more rows before that. `cuts`: bqx_tail_cuts, when the model
+    read them already. -#}
+{% macro bqx_tail_inputs(lookback, cuts=none) -%}
 {%- set bars_model = ref('int_candles_numbered') -%}
+{%- set relabel = bqx_tail_relabel() -%}
 {%- if is_incremental() -%}
 {%- set cuts = bqx_tail_cuts() if cuts is none else cuts -%}
 inputs as (
@@ -373,10 +471,15 @@ inputs as (
 
 {#- Common config of the per-(pair, bar) marts. On PostgreSQL the
     point-in-time join (bqx.offline_store.BqxPostgresOfflineStore) walks the
-    (pair, event_timestamp) index once per entity row. -#}
-{% macro bqx_mart_config() -%}
+    (pair, event_timestamp) index once per entity row.
+
+    How an incremental run rewrites the mart's tail (bqx_tail_inputs,
+    bqx_cross_tail_inputs; the DuckDB materialization deletes exactly those
+    rows): `relabel`, the bars before each pair's cut that change too (the
+    labels' horizon), or `cross`, every pair from the earliest cut on. -#}
+{% macro bqx_mart_config(relabel=0, cross=false) -%}
 {{ config(
-    meta={'bqx_tail_cuts': true},
+    meta={'bqx_tail_cuts': true, 'bqx_relabel': relabel, 'bqx_tail_cross': cross},
     unique_key=['pair', 'event_timestamp'],
     incremental_strategy='delete+insert',
     indexes=bqx_indexes([{'columns': ['pair', 'event_timestamp'], 'unique': true}]),

@@ -40,6 +40,12 @@ def compiled_per_row(settings: Settings) -> dict[str, bool]:
     }
 
 
+def run_sql(settings: Settings, marts: list[str]) -> dict[str, str]:
+    """The SQL each mart's materialization ran to write it in the last dbt run."""
+    run = settings.data_dir / "dbt_target" / "run" / "bqx" / "models" / "marts"
+    return {m: (run / f"{m}.sql").read_text() for m in marts}
+
+
 def run_dbt(settings: Settings, *args: str, pairs: list[str] | None = None) -> str:
     """Run the dbt CLI on the committed project and profiles; fail with its log."""
     env = {**os.environ, **settings.as_env()}

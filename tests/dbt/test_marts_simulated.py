@@ -23,7 +23,15 @@ import pytest
 from bqx import features
 from ingestion.simulator import simulate_bars
 from tests.dbt import reference
-from tests.dbt.conftest import PER_ROW_MARTS, compiled_per_row, load, query, raw_bars, run_dbt
+from tests.dbt.conftest import (
+    PER_ROW_MARTS,
+    compiled_per_row,
+    load,
+    query,
+    raw_bars,
+    run_dbt,
+    run_sql,
+)
 
 PAIRS = ["AUD_USD", "EUR_GBP", "EUR_JPY", "EUR_USD", "GBP_USD", "USD_JPY"]
 START, SPLIT, END = "2024-01-04", "2024-01-09", "2024-01-10"
@@ -60,9 +68,11 @@ def built(adapter_settings):
     if settings.warehouse == "duckdb":
         stored_cuts = query(
             settings,
-            "select model, pair, cut_at from intermediate.int_candles_numbered__tail_cuts "
+            "select model, pair, cut_at, write_at, days "
+            "from intermediate.int_candles_numbered__tail_cuts "
             f"where invocation_id = '{batches['batch_id'].iloc[-1]}'",
         )
+    main_sql = run_sql(settings, MARTS)  # each mart's write of the last run
     incremental = {m: query(settings, f"select * from marts.{m}") for m in MARTS}
     parquet = {}
     if settings.warehouse == "duckdb":  # what Feast reads: <mart>/<day>.parquet
@@ -91,6 +101,8 @@ def built(adapter_settings):
         "n_last": int(last.sum()),
         "per_row": per_row,
         "stored_cuts": stored_cuts,
+        "main_sql": main_sql,
+        "bars": bars,
         "last_minutes": bars[last].groupby("pair")["bar_start"].min(),
         "n_all": len(bars),
         "parquet": parquet,
@@ -159,6 +171,37 @@ def test_short_tail_cuts_were_stored_once_for_every_mart(built, adapter_settings
     assert len(cuts) == len(MARTS) * len(first_new)
     for row in cuts.itertuples():
         assert pd.Timestamp(row.cut_at) == first_new[row.pair], row
+
+
+def test_stored_tail_says_what_each_mart_rewrites(built, adapter_settings):
+    """DuckDB: with the cuts, the first bar each mart rewrites (the cut; the
+    labels' horizon earlier for labels_forward; the earliest cut for every pair
+    of a cross-pair mart) and the days those rows fall in; every mart of the
+    run was then written by the project's materialization in one statement
+    (delete by range, insert from its query, the day's Parquet file), not by
+    dbt-duckdb's temp table and key join."""
+    if adapter_settings.warehouse != "duckdb":
+        pytest.skip("PostgreSQL keeps dbt's incremental materialization")
+    stored = built["stored_cuts"]
+    first_new = built["last_minutes"]
+    bars = built["bars"].sort_values(["pair", "bar_start"])
+    horizon = 105  # max of the horizons var
+    for row in stored.dropna(subset=["pair"]).itertuples():
+        if row.model == "labels_forward":
+            starts = bars.loc[bars["pair"] == row.pair, "bar_start"].reset_index(drop=True)
+            n = starts[starts == first_new[row.pair]].index[0]
+            expected = starts[n - horizon]
+        elif row.model in ("features_corr", "features_strength", "features_tri"):
+            expected = first_new.min()
+        else:
+            expected = first_new[row.pair]
+        assert pd.Timestamp(row.write_at) == expected, row
+    markers = stored[stored["pair"].isna()]
+    assert set(markers["days"]) == {"2024-01-09"}
+    for mart, sql in built["main_sql"].items():
+        assert f'insert into "warehouse"."marts"."{mart}" by name' in sql, mart
+        assert "DBT_INCREMENTAL_TARGET" not in sql, mart
+        assert f"/{mart}/2024-01-09.parquet" in sql, mart
 
 
 @pytest.mark.parametrize("mart", MARTS)

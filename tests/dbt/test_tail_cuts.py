@@ -17,7 +17,7 @@ import pytest
 from bqx.settings import Settings
 from ingestion.simulator import simulate_bars
 from tests.dbt import reference
-from tests.dbt.conftest import load, query, run_dbt
+from tests.dbt.conftest import load, query, run_dbt, run_sql
 
 PAIRS = ["EUR_USD", "GBP_USD", "EUR_GBP"]
 START, SPLIT, MIDDAY, END = "2024-01-08", "2024-01-10", "2024-01-10 12:00", "2024-01-11"
@@ -50,10 +50,12 @@ def refreshed(tmp_path_factory):
         f"where invocation_id = '{last_batch}'",
     )
     incremental = {m: query(settings, f"select * from marts.{m}") for m in MARTS}
+    main_sql = run_sql(settings, MARTS)
     run_dbt(settings, "run", "--full-refresh", pairs=PAIRS)
     full = {m: query(settings, f"select * from marts.{m}") for m in MARTS}
     return {
         "stored": stored,
+        "main_sql": main_sql,
         "incremental": incremental,
         "full": full,
         "first_new": afternoon.groupby("pair")["bar_start"].min(),
@@ -67,6 +69,16 @@ def test_only_up_to_date_marts_get_stored_cuts(refreshed):
     assert sorted(cuts["model"].unique()) == sorted(UP_TO_DATE)
     for row in cuts.itertuples():
         assert pd.Timestamp(row.cut_at) == refreshed["first_new"][row.pair], row
+
+
+def test_marts_without_stored_cuts_take_dbt_duckdbs_path(refreshed):
+    """The up-to-date marts are written in one statement by the project's
+    materialization; the others by dbt-duckdb's (temp table, delete joined on
+    the unique key), then exported: both must equal a full rebuild below."""
+    for mart, sql in refreshed["main_sql"].items():
+        one_statement = f'insert into "warehouse"."marts"."{mart}" by name' in sql
+        assert one_statement == (mart in UP_TO_DATE), mart
+        assert ("DBT_INCREMENTAL_TARGET" in sql) == (mart not in UP_TO_DATE), mart
 
 
 @pytest.mark.parametrize("mart", MARTS)

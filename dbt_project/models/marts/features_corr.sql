@@ -10,7 +10,7 @@
     link, an index walk back from its newest common timestamp fetches the
     rows its windows need (at most the cross_lookback_bars floor), and each
     written row sums its windows directly. -#}
-{{ bqx_mart_config() }}
+{{ bqx_mart_config(cross=true) }}
 {%- set windows = var('corr_windows') %}
 {%- set links = bqx_corr_links() %}
 {%- set categories = ['base_base', 'quote_quote', 'base_quote', 'quote_base'] %}

@@ -1,7 +1,7 @@
 {#- features.md item 7: currency strength. s_k(t) = mean over the universe's
     pairs containing k with a return at t of (+r if k is the base else -r);
     csi_{w} = sum of the last w values of s_k ending exactly at the bar. -#}
-{{ bqx_mart_config() }}
+{{ bqx_mart_config(cross=true) }}
 {%- set windows = var('csi_windows') %}
 
 with

@@ -3,7 +3,7 @@
     tri_err_B = 1e4 (ln c_P - (+-ln leg1 +- ln leg2)), counted at t only where
     P and both legs have a bar at exactly t. tri_z over the 180 earlier
     non-null tri_err_mean values of the pair. -#}
-{{ bqx_mart_config() }}
+{{ bqx_mart_config(cross=true) }}
 {%- set zw = var('tri_z_window') %}
 {%- set triangles = bqx_triangles() %}
 {%- set tri_pairs = bqx_triangle_pairs() %}

@@ -1,13 +1,13 @@
 {#- Targets of features.md: fwd_ret_{h}, target_bqx{w}_h{h}, the naive
     baselines known_bqx{w}_h{h} (h < w) and fwd_span_minutes_{h}. Rows change
     when future bars arrive, so a refresh rewrites the last max(h) rows too. -#}
-{{ bqx_mart_config() }}
+{{ bqx_mart_config(relabel=var('horizons') | max) }}
 {%- set horizons = var('horizons') %}
 {%- set twindows = var('target_windows') %}
 
 with
 
-{{ bqx_tail_inputs(lookback=twindows | max, relabel=horizons | max) }},
+{{ bqx_tail_inputs(lookback=twindows | max) }},
 
 shifted as (
 
