@@ -150,9 +150,9 @@ create or replace table {{ cuts }} (
 )
 {%- endmacro %}
 
-{#- How a mart rewrites its tail (model config meta, set by bqx_mart_config):
-    per pair from its cut back `bqx_relabel` bars, or, for a cross-pair mart
-    (`bqx_tail_cross`), every pair from the earliest cut on. -#}
+{#- The bars before each pair's cut that a mart rewrites too (model meta
+    `bqx_relabel`, set by bqx_mart_config: the labels' horizon; 0 for the
+    others) of `node` (a graph node) or of the model being run. -#}
 {% macro bqx_tail_relabel(node=none) -%}
 {%- set meta = (node.config.meta if node is not none else config.get('meta')) or {} -%}
 {{ return(meta.get('bqx_relabel', 0)) }}
