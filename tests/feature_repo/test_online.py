@@ -209,9 +209,15 @@ def test_follow_on_duckdb_runs_dbt_in_process_and_releases_the_file(tmp_path):
     local = make_settings(tmp_path / "local", pairs=",".join(PAIRS))
     _load_and_build(local)
     features.publish(local)
+    staging = "select count(*) from duckdb_views() where view_name = 'stg_oanda__candles'"
+    with open_warehouse(local) as wh:
+        wh.execute("drop view staging.stg_oanda__candles")
     refresher = features.FeatureRefresher(local)
+    with open_warehouse(local, read_only=True) as wh:  # the views are made at start
+        assert wh.query_df(staging).iloc[0, 0] == 1
     assert refresher.new_bars()
     refresher.refresh()
+    assert "stg_oanda__candles" not in refresher.timings["nodes"]  # nor by a refresh
     opener = [sys.executable, "-c", "import duckdb, sys; duckdb.connect(sys.argv[1]).close()"]
     last = pd.Timestamp("2024-01-11 11:59", tz="UTC")
     for k in (1, 2):
