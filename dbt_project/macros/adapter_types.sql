@@ -46,27 +46,64 @@
 {%- endmacro %}
 
 {#- Windowed max / min over the last `w` rows (ordered by bar_n within pair).
-    DuckDB: native frames (segment tree). PostgreSQL restarts max/min for
-    every frame (O(w) per row), so it gets a doubling table in
+    DuckDB: native frames (segment tree) for the windows that cannot be
+    composed from a smaller one, lags for the others. PostgreSQL restarts
+    max/min for every frame (O(w) per row), so it gets a doubling table in
     `bqx_window_extrema_ctes` instead. -#}
 {% macro bqx_window_extrema_ctes(source_cte, windows) -%}
     {{ return(adapter.dispatch('bqx_window_extrema_ctes', 'bqx')(source_cte, windows)) }}
 {%- endmacro %}
 
+{#- A window w with a smaller window v of at least w / 2 rows is composed from
+    it: the rows i-w+1 .. i are those of v's window at i and at i-(w-v), and max
+    and min may count a row twice, so max_w = greatest(max_v, lag(max_v, w-v))
+    exactly. Only the others are frames (the default windows: 45 framed, each of
+    90 .. 2880 from the one before). Each lag is a window pass of its own, over
+    narrow rows (the keys and the extrema); the source's columns join back once.
+    Against 14 frames, a day's tail: 0.29 s against 0.43 s (one thread), the
+    4-week build's query 1.2 s against 2.0 s (two threads). -#}
 {% macro duckdb__bqx_window_extrema_ctes(source_cte, windows) -%}
-extrema as (
+{%- set ws = windows | unique | sort -%}
+{%- set framed = [] -%}
+{%- set composed = [] -%}
+{%- for w in ws -%}
+    {%- set halves = ws | select('lt', w) | select('ge', w / 2) | list -%}
+    {%- if halves -%}{%- do composed.append((w, halves | max)) -%}{%- else -%}{%- do framed.append(w) -%}{%- endif -%}
+{%- endfor -%}
+extrema_0 as (
+    select
+        pair,
+        bar_n,
+        {% for w in framed -%}
+        max(high_price) over w_{{ w }} as max_high_{{ w }},
+        min(low_price) over w_{{ w }} as min_low_{{ w }}{{ "," if not loop.last }}
+        {% endfor %}
+    from {{ source_cte }}
+    window
+        {% for w in framed -%}
+        w_{{ w }} as (partition by pair order by bar_n rows between {{ w - 1 }} preceding and current row){{ "," if not loop.last }}
+        {% endfor %}
+),
+{% for w, v in composed -%}
+extrema_{{ loop.index }} as (
     select
         *,
-        {% for w in windows -%}
-        max(high_price) over (
-            partition by pair order by bar_n rows between {{ w - 1 }} preceding and current row
-        ) as max_high_{{ w }},
-        min(low_price) over (
-            partition by pair order by bar_n rows between {{ w - 1 }} preceding and current row
-        ) as min_low_{{ w }},
-        {% endfor -%}
-        1 as _one
-    from {{ source_cte }}
+        greatest(max_high_{{ v }}, lag(max_high_{{ v }}, {{ w - v }}) over w_pair) as max_high_{{ w }},
+        least(min_low_{{ v }}, lag(min_low_{{ v }}, {{ w - v }}) over w_pair) as min_low_{{ w }}
+    from extrema_{{ loop.index0 }}
+    window w_pair as (partition by pair order by bar_n)
+),
+{% endfor -%}
+extrema as (
+    select
+        source.*,
+        {% for w in ws -%}
+        window_extrema.max_high_{{ w }},
+        window_extrema.min_low_{{ w }}{{ "," if not loop.last }}
+        {% endfor %}
+    from {{ source_cte }} as source
+    inner join extrema_{{ composed | length }} as window_extrema
+        on source.pair = window_extrema.pair and source.bar_n = window_extrema.bar_n
 )
 {%- endmacro %}
 
