@@ -94,17 +94,7 @@ extrema_{{ loop.index }} as (
     window w_pair as (partition by pair order by bar_n)
 ),
 {% endfor -%}
-extrema as (
-    select
-        source.*,
-        {% for w in ws -%}
-        window_extrema.max_high_{{ w }},
-        window_extrema.min_low_{{ w }}{{ "," if not loop.last }}
-        {% endfor %}
-    from {{ source_cte }} as source
-    inner join extrema_{{ composed | length }} as window_extrema
-        on source.pair = window_extrema.pair and source.bar_n = window_extrema.bar_n
-)
+{{ bqx_extrema_joined(source_cte, ws, 'extrema_' ~ (composed | length)) }}
 {%- endmacro %}
 
 {% macro default__bqx_window_extrema_ctes(source_cte, windows) -%}
@@ -152,6 +142,12 @@ window_extrema as (
     from doubling_{{ kmax }}
     window w_pair as (partition by pair order by bar_n)
 ),
+{{ bqx_extrema_joined(source_cte, windows, 'window_extrema') }}
+{%- endmacro %}
+
+{#- The `extrema` CTE: the source's rows with the windows' extrema of the
+    narrow CTE `extrema_cte` (pair, bar_n, max_high_w, min_low_w). -#}
+{% macro bqx_extrema_joined(source_cte, windows, extrema_cte) -%}
 extrema as (
     select
         source.*,
@@ -160,7 +156,7 @@ extrema as (
         window_extrema.min_low_{{ w }}{{ "," if not loop.last }}
         {% endfor %}
     from {{ source_cte }} as source
-    inner join window_extrema
+    inner join {{ extrema_cte }} as window_extrema
         on source.pair = window_extrema.pair and source.bar_n = window_extrema.bar_n
 )
 {%- endmacro %}
