@@ -138,14 +138,22 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _service_error(exc: BaseException) -> str | None:
-    """One line for a database or Redis failure met inside Feast or dbt code."""
-    names = {cls.__module__.split(".")[0] + "." + cls.__name__ for cls in type(exc).__mro__}
-    first = (str(exc).strip().splitlines() or [repr(exc)])[0]
-    if names & {"psycopg.OperationalError", "psycopg2.OperationalError",
-                "sqlalchemy.OperationalError", "sqlalchemy.DBAPIError"}:  # fmt: skip
-        return f"PostgreSQL failed: {first} (rerun the command: loads are idempotent)"
-    if "redis.ConnectionError" in names or "redis.TimeoutError" in names:
-        return f"Redis failed: {first}"
+    """One line for a database or Redis failure met inside Feast, dbt or Great
+    Expectations code, also where the library raised an error of its own from it
+    or while handling it (GX's ``TestConnectionError`` when the server drops the
+    connection): the chain Python's traceback would show is followed."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        names = {c.__module__.split(".")[0] + "." + c.__name__ for c in type(cause).__mro__}
+        first = (str(cause).strip().splitlines() or [repr(cause)])[0]
+        if names & {"psycopg.OperationalError", "psycopg2.OperationalError",
+                    "sqlalchemy.OperationalError", "sqlalchemy.DBAPIError"}:  # fmt: skip
+            return f"PostgreSQL failed: {first} (rerun the command: loads are idempotent)"
+        if "redis.ConnectionError" in names or "redis.TimeoutError" in names:
+            return f"Redis failed: {first}"
+        cause = cause.__cause__ or (None if cause.__suppress_context__ else cause.__context__)
     return None
 
 
